@@ -1,0 +1,146 @@
+# What a developer and CI run. Works on a fresh Debian machine that has only python3 and
+# pip: everything else (system packages, the virtual environment, the dev tools) is
+# installed by these recipes.
+#
+#   make demo        serve examples/demo.py on http://127.0.0.1:8000
+#   make test        system packages, dev install, lint, typecheck, then the test suite
+#   make lint        ruff check + ruff format --check
+#   make format      let ruff fix what it can and format
+#   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
+#   make pytest      the test suite alone (PYTEST_ARGS="-k redis -x" to narrow it)
+#   make coverage    the test suite under coverage, live servers included
+#   make bench       the benchmarks, once benchmarks/ exists
+#   make clean       build output and caches; `make distclean` also removes .venv
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Present once `pip install -e .[dev]` has succeeded for the current packaging files.
+DEV_STAMP := $(VENV)/.wsgisse-dev-installed
+PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off
+PYTEST_ARGS ?=
+
+# command:package pairs for the servers and the browser the live tests start.
+SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy
+
+# Test infrastructure that is typed like the package (the package's own list is in
+# pyproject.toml, [tool.mypy] files).
+TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
+	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
+	tests/live/run_gevent.py tests/live/run_werkzeug.py
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+# `make test` runs its steps in order, even under -j.
+.NOTPARALLEL:
+
+.PHONY: help venv dev system-deps demo test lint format typecheck pytest coverage bench \
+	clean distclean
+
+help:
+	@sed -n '5,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+venv: $(BIN)/python
+
+# Re-install only when the packaging files change: the install is editable, so source
+# changes need none.
+$(DEV_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]'
+	touch $@
+
+dev: $(DEV_STAMP)
+
+# Installs the missing system packages with apt-get (as root, or through sudo). While it
+# installs, a policy-rc.d that we create (only if none exists) stops the packages from
+# starting their system services: the tests start their own servers on free ports.
+define INSTALL_SYSTEM_DEPS
+missing=()
+for pair in "$$@"; do
+    cmd=$${pair%%:*}
+    pkg=$${pair#*:}
+    # nginx lives in /usr/sbin, which a non-root PATH may lack.
+    if ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
+        missing+=("$$pkg")
+    fi
+done
+if [ $${#missing[@]} -eq 0 ]; then
+    echo "system packages: all present"
+    exit 0
+fi
+echo "system packages: installing $${missing[*]}"
+if [ "$$(id -u)" -eq 0 ]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "error: $${missing[*]} missing, and installing needs root or sudo" >&2
+    exit 1
+fi
+"$${as_root[@]}" env DEBIAN_FRONTEND=noninteractive bash -euo pipefail -c '
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$$policy" ]; then
+        trap "rm -f $$policy" EXIT
+        printf "#!/bin/sh\nexit 101\n" > "$$policy"
+        chmod 755 "$$policy"
+    fi
+    apt-get update
+    apt-get install -y --no-install-recommends "$$@"
+' install-system-deps "$${missing[@]}"
+for pair in "$$@"; do
+    cmd=$${pair%%:*}
+    if ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
+        echo "error: $$cmd still missing after apt-get install" >&2
+        exit 1
+    fi
+done
+endef
+export INSTALL_SYSTEM_DEPS
+
+system-deps:
+	@bash -euo pipefail -c "$$INSTALL_SYSTEM_DEPS" system-deps $(SYSTEM_DEPS)
+
+demo: $(DEV_STAMP)
+	$(BIN)/python examples/demo.py
+
+test: system-deps lint typecheck pytest
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy --strict
+	$(BIN)/mypy --strict $(TYPED_TEST_FILES)
+
+pytest: $(DEV_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+coverage: system-deps $(DEV_STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m coverage combine
+	$(BIN)/python -m coverage report
+
+bench: $(DEV_STAMP)
+	@if [ -d benchmarks ]; then \
+		$(BIN)/python -m benchmarks; \
+	else \
+		echo "no benchmarks/ folder yet: nothing to run" >&2; \
+		exit 1; \
+	fi
+
+clean:
+	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+		htmlcov .coverage .coverage.* coverage.xml
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

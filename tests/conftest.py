@@ -1,0 +1,247 @@
+"""Fixtures for tests against real servers and a real browser.
+
+Servers (each a :class:`_servers.ServerProcess` on 127.0.0.1 and a free port, started
+before the test and stopped after it, by its own pid and process group)::
+
+    def test_x(serve_wsgi):                  # runs once per WSGI server
+        server = serve_wsgi("tests.live.apps:stream_app")
+    def test_y(serve_gunicorn, serve_gevent, serve_werkzeug): ...
+    def test_z(start_server):                # any ServerProcess, e.g. from a factory
+        server = start_server(gunicorn_gevent("examples.demo:app", workers=2))
+    def test_r(redis_server): ...            # a started RedisServer; .url, .restart()
+
+Streams: ``open_sse(url, headers=None, timeout=...)`` is :func:`_servers.open_stream`,
+closed after the test.
+
+Browser: ``browser`` (one headless Chromium for the session) and ``browser_page`` (a page
+in a fresh context for each test). Tests using them are marked ``browser``; tests using
+``redis_server`` are marked ``redis``.
+
+When a test fails, the report shows the output of every server it started and the
+console of its page. At the end of the session, a server or child process still running
+fails the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar
+
+import psutil
+import pytest
+from _browser import launch_chromium, new_page, page_log
+from _servers import (
+    WSGI_SERVERS,
+    EventStream,
+    RedisServer,
+    ServerProcess,
+    gevent_server,
+    gunicorn_gevent,
+    open_stream,
+    running_servers,
+    werkzeug_threaded,
+)
+from _servers import (
+    redis_server as make_redis_server,
+)
+from playwright.sync_api import Browser, Page
+
+_S = TypeVar("_S", bound=ServerProcess)
+
+
+class StartServer(Protocol):
+    """The type of the ``start_server`` fixture: it returns the server it was given."""
+
+    def __call__(self, server: _S, /) -> _S: ...
+
+
+_SERVERS = pytest.StashKey[list[ServerProcess]]()
+_PAGES = pytest.StashKey[list[Page]]()
+
+# Output shown per server in a failure report.
+_REPORT_TAIL = 8000
+
+_MARKERS_BY_FIXTURE = {
+    "browser": "browser",
+    "browser_page": "browser",
+    "redis_server": "redis",
+}
+
+
+# -- hooks -----------------------------------------------------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the real things they use, so `-m "not browser"` selects correctly."""
+    for item in items:
+        fixturenames = getattr(item, "fixturenames", ())
+        for marker in sorted({m for f, m in _MARKERS_BY_FIXTURE.items() if f in fixturenames}):
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Add each server's output and each page's console to a failed test's report."""
+    report = yield
+    if report.failed:
+        for server in item.stash.get(_SERVERS, []):
+            report.sections.append(
+                (f"{server.name} output ({server.url})", server.output_tail(_REPORT_TAIL))
+            )
+        for page in item.stash.get(_PAGES, []):
+            report.sections.append((f"browser console ({page.url})", str(page_log(page))))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if a server or any other child process outlived its test."""
+    problems = []
+    for server in running_servers():
+        problems.append(f"server still running: {server!r}")
+        server.close()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                problems.append(f"child process still running: {child.pid} {child.cmdline()}")
+        except psutil.Error:
+            continue
+    if problems:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.line("")
+            reporter.section("processes left running", sep="!", red=True)
+            for line in problems:
+                reporter.line(line, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- servers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def start_server(request: pytest.FixtureRequest) -> Iterator[StartServer]:
+    """Start a :class:`ServerProcess` now and stop it after the test; returns it started.
+
+    Servers stop in the reverse order of their start (a proxy before its upstream).
+    """
+    started: list[ServerProcess] = []
+    request.node.stash.setdefault(_SERVERS, [])
+
+    def start(server: _S, /) -> _S:
+        started.append(server)
+        request.node.stash[_SERVERS].append(server)
+        server.start()
+        return server
+
+    yield start
+    errors = []
+    for server in reversed(started):
+        try:
+            server.close()
+        except Exception as exc:  # noqa: BLE001 - stop every server, then report
+            errors.append(f"{server.name}: {exc}")
+    if errors:
+        pytest.fail("could not stop: " + "; ".join(errors))
+
+
+@pytest.fixture(params=sorted(WSGI_SERVERS))
+def serve_wsgi(
+    request: pytest.FixtureRequest, start_server: StartServer
+) -> Callable[..., ServerProcess]:
+    """``serve_wsgi(app_ref, **kwargs)``: serve a WSGI app; the test runs once per server.
+
+    The parameters are "gevent-pywsgi", "gunicorn-gevent" and "werkzeug-threaded";
+    ``kwargs`` go to the factory (all take ``port``, ``pythonpath`` and ``env``).
+    """
+    factory = WSGI_SERVERS[request.param]
+
+    def serve(app_ref: str, **kwargs: Any) -> ServerProcess:
+        return start_server(factory(app_ref, **kwargs))
+
+    return serve
+
+
+@pytest.fixture
+def serve_gunicorn(
+    start_server: StartServer,
+) -> Callable[..., ServerProcess]:
+    """``serve_gunicorn(app_ref, workers=1, extra_args=(), ...)``: gunicorn -k gevent."""
+
+    def serve(app_ref: str, **kwargs: Any) -> ServerProcess:
+        return start_server(gunicorn_gevent(app_ref, **kwargs))
+
+    return serve
+
+
+@pytest.fixture
+def serve_gevent(
+    start_server: StartServer,
+) -> Callable[..., ServerProcess]:
+    """``serve_gevent(app_ref, ...)``: gevent's pywsgi server, monkey-patched."""
+
+    def serve(app_ref: str, **kwargs: Any) -> ServerProcess:
+        return start_server(gevent_server(app_ref, **kwargs))
+
+    return serve
+
+
+@pytest.fixture
+def serve_werkzeug(
+    start_server: StartServer,
+) -> Callable[..., ServerProcess]:
+    """``serve_werkzeug(app_ref, ...)``: Werkzeug's threaded development server."""
+
+    def serve(app_ref: str, **kwargs: Any) -> ServerProcess:
+        return start_server(werkzeug_threaded(app_ref, **kwargs))
+
+    return serve
+
+
+@pytest.fixture
+def redis_server(start_server: StartServer) -> RedisServer:
+    """A started redis-server of this test's own, on a free port, keeping nothing on disk.
+
+    ``redis_server.url`` is for ``redis.Redis.from_url``; ``redis_server.stop()`` and
+    ``redis_server.start()`` (or ``.restart()``) take it down and back on the same port.
+    """
+    return start_server(make_redis_server())
+
+
+@pytest.fixture
+def open_sse() -> Iterator[Callable[..., EventStream]]:
+    """``open_sse(url, headers=None, *, timeout=10.0, last_event_id=None)``.
+
+    :func:`_servers.open_stream`, with every stream closed after the test.
+    """
+    streams: list[EventStream] = []
+
+    def open_(url: str, headers: dict[str, str] | None = None, **kwargs: Any) -> EventStream:
+        stream = open_stream(url, headers, **kwargs)
+        streams.append(stream)
+        return stream
+
+    yield open_
+    for stream in streams:
+        stream.close()
+
+
+# -- browser ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium (Debian's) for the whole session; pages isolate the tests."""
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+def browser_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    """A page in a fresh browser context, closed after the test.
+
+    Its console is recorded and shown when the test fails; wait on it with
+    ``_browser.wait_for_js(page, "window.received.length >= 3", timeout=10)``.
+    """
+    with new_page(browser) as page:
+        request.node.stash.setdefault(_PAGES, []).append(page)
+        yield page

@@ -1,0 +1,296 @@
+"""Channel and Subscription: fan-out, ids, replay, slow subscribers, closing."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+
+import pytest
+
+import wsgisse
+from wsgisse import (
+    HISTORY_LOST_EVENT,
+    Channel,
+    ChannelClosedError,
+    EventStreamParser,
+    InvalidEventError,
+    MessageEvent,
+    SubscriptionClosedError,
+)
+
+
+def parse(chunk: bytes) -> list[MessageEvent]:
+    return [item for item in EventStreamParser().feed(chunk) if isinstance(item, MessageEvent)]
+
+
+def datas(chunk: bytes) -> list[str]:
+    return [event.data for event in parse(chunk)]
+
+
+def test_every_subscriber_gets_every_event_published_after_it_subscribed() -> None:
+    channel = Channel()
+    channel.publish("before")
+    first, second = channel.subscribe(), channel.subscribe()
+    channel.publish("a")
+    channel.publish("b")
+    assert datas(first.get(timeout=1)) == ["a", "b"]
+    assert datas(second.get(timeout=1)) == ["a", "b"]
+
+
+def test_publish_returns_the_event_with_an_assigned_unique_ordered_id() -> None:
+    channel = Channel()
+    sent = [channel.publish(n, event="tick") for n in range(3)]
+    assert [event.data for event in sent] == ["0", "1", "2"]
+    assert all(event.event == "tick" for event in sent)
+    ids = [event.id for event in sent]
+    assert len(set(ids)) == 3
+    assert [int(str(event_id).rsplit("-", 1)[1]) for event_id in ids] == [1, 2, 3]
+    assert channel.last_event_id == ids[-1]
+
+
+def test_ids_of_two_channels_never_collide() -> None:
+    assert Channel().publish(1).id != Channel().publish(1).id
+
+
+def test_the_subscriber_receives_the_bytes_the_event_encodes_to_with_its_id() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    sent = channel.publish({"a": [1, "é"]}, event="update", retry=500)
+    assert subscription.get(timeout=1) == sent.encode()
+    assert sent.data == '{"a":[1,"é"]}'
+
+
+def test_all_subscribers_share_one_bytes_object_per_event() -> None:
+    channel = Channel()
+    subscriptions = [channel.subscribe() for _ in range(3)]
+    channel.publish("shared")
+    chunks = [subscription.get(timeout=1) for subscription in subscriptions]
+    assert chunks[0] is chunks[1] is chunks[2]
+
+
+def test_a_subscriber_behind_gets_everything_it_missed_in_one_chunk() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    for n in range(50):
+        channel.publish(n)
+    assert datas(subscription.get(timeout=1)) == [str(n) for n in range(50)]
+    with pytest.raises(queue.Empty):
+        subscription.get(block=False)
+
+
+def test_explicit_ids_are_kept_and_duplicates_or_empty_ids_refused() -> None:
+    channel = Channel()
+    assert channel.publish("x", id="order-17").id == "order-17"
+    with pytest.raises(InvalidEventError) as duplicate:
+        channel.publish("y", id="order-17")
+    assert duplicate.value.field == "id"
+    with pytest.raises(InvalidEventError):
+        channel.publish("z", id="")
+    with pytest.raises(InvalidEventError):
+        channel.publish("z", id="a\nb")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"event": "a\nb"}, {"event": "a\rb"}, {"id": "a\x00b"}, {"retry": -1}, {"retry": 2**31}],
+)
+def test_bad_fields_raise_before_anything_is_sent(kwargs: dict[str, object]) -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    with pytest.raises(InvalidEventError):
+        channel.publish("data", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(queue.Empty):
+        subscription.get(block=False)
+    assert channel.last_event_id is None
+
+
+def test_publishing_no_data_is_refused() -> None:
+    with pytest.raises(InvalidEventError) as refused:
+        Channel().publish(None)
+    assert refused.value.field == "data"
+
+
+def test_resume_replays_exactly_the_events_after_the_last_event_id_then_live() -> None:
+    channel = Channel(history=100)
+    sent = [channel.publish(n) for n in range(10)]
+    subscription = channel.subscribe(last_event_id=sent[6].id)
+    channel.publish(10)
+    assert datas(subscription.get(timeout=1)) == ["7", "8", "9", "10"]
+
+
+def test_resume_with_the_newest_id_replays_nothing() -> None:
+    channel = Channel()
+    sent = channel.publish("latest")
+    subscription = channel.subscribe(last_event_id=sent.id)
+    with pytest.raises(queue.Empty):
+        subscription.get(block=False)
+
+
+def test_an_unknown_last_event_id_is_answered_with_the_history_lost_event() -> None:
+    channel = Channel()
+    oldest = channel.publish("first")
+    subscription = channel.subscribe(last_event_id="from-another-process")
+    channel.publish("live")
+    lost, live = parse(subscription.get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT == "wsgisse-history-lost"
+    assert json.loads(lost.data) == {"lastEventId": "from-another-process", "oldestId": oldest.id}
+    assert live.data == "live"
+
+
+def test_an_id_older_than_the_history_is_answered_with_history_lost() -> None:
+    channel = Channel(history=3, max_backlog=1)
+    sent = [channel.publish(n) for n in range(10)]
+    subscription = channel.subscribe(last_event_id=sent[2].id)
+    (lost,) = parse(subscription.get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT
+    assert json.loads(lost.data)["oldestId"] is not None
+
+
+def test_history_zero_replays_nothing() -> None:
+    channel = Channel(history=0)
+    sent = [channel.publish(n) for n in range(3)]
+    subscription = channel.subscribe(last_event_id=sent[0].id)
+    assert parse(subscription.get(timeout=1))[0].type == HISTORY_LOST_EVENT
+
+
+def test_a_slow_subscriber_is_dropped_and_can_resume_what_it_missed() -> None:
+    channel = Channel(history=100, max_backlog=10)
+    slow = channel.subscribe()
+    fast = channel.subscribe()
+    sent = [channel.publish(n) for n in range(5)]
+    assert datas(slow.get(timeout=1)) == ["0", "1", "2", "3", "4"]
+    for n in range(5, 16):
+        sent.append(channel.publish(n))
+        assert datas(fast.get(timeout=1))[-1] == str(n)
+    with pytest.raises(SubscriptionClosedError) as dropped:
+        slow.get(timeout=1)
+    assert dropped.value.reason == "slow"
+    assert channel.subscriber_count == 1
+    resumed = channel.subscribe(last_event_id=sent[4].id)
+    assert datas(resumed.get(timeout=1)) == [str(n) for n in range(5, 16)]
+
+
+def test_the_skip_policy_jumps_a_slow_subscriber_to_the_head_and_says_so() -> None:
+    channel = Channel(history=100, max_backlog=3, on_slow="skip")
+    subscription = channel.subscribe()
+    for n in range(5):
+        channel.publish(n)
+    (lost,) = parse(subscription.get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT
+    channel.publish("next")
+    assert datas(subscription.get(timeout=1)) == ["next"]
+
+
+def test_memory_stays_bounded_by_the_log_whatever_the_subscribers_do() -> None:
+    channel = Channel(history=50, max_backlog=10)
+    idle = [channel.subscribe() for _ in range(20)]
+    sent = [channel.publish(n) for n in range(10_000)]
+    # Only the newest 50 frames are held: an older id cannot be resumed any more.
+    resumed = channel.subscribe(last_event_id=sent[-50].id)
+    assert datas(resumed.get(timeout=1)) == [str(n) for n in range(9951, 10_000)]
+    (lost,) = parse(channel.subscribe(last_event_id=sent[-51].id).get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT
+    assert json.loads(lost.data)["oldestId"] == sent[-50].id
+    with pytest.raises(SubscriptionClosedError):
+        idle[0].get(timeout=1)
+
+
+def test_close_ends_streams_after_what_they_have_pending_and_refuses_more() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    channel.publish("last words")
+    channel.close()
+    channel.close()
+    assert datas(subscription.get(timeout=1)) == ["last words"]
+    with pytest.raises(SubscriptionClosedError) as ended:
+        subscription.get(timeout=1)
+    assert ended.value.reason == "channel-closed"
+    with pytest.raises(ChannelClosedError):
+        channel.publish("more")
+    with pytest.raises(ChannelClosedError):
+        channel.subscribe()
+    assert channel.subscriber_count == 0
+
+
+def test_close_wakes_a_thread_blocked_in_get() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    outcome: list[BaseException] = []
+    parked = threading.Event()
+
+    def reader() -> None:
+        parked.set()
+        try:
+            subscription.get(timeout=10)
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    parked.wait(5)
+    subscription.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], SubscriptionClosedError)
+    assert channel.subscriber_count == 0
+
+
+def test_closing_a_subscription_twice_unsubscribes_once() -> None:
+    channel = Channel()
+    kept = channel.subscribe()
+    gone = channel.subscribe()
+    gone.close()
+    gone.close()
+    assert channel.subscriber_count == 1
+    assert kept.closed is False
+
+
+def test_get_times_out_with_queue_empty() -> None:
+    with pytest.raises(queue.Empty):
+        Channel().subscribe().get(timeout=0.01)
+
+
+def test_end_subscriptions_keeps_the_channel_open() -> None:
+    channel = Channel()
+    subscriptions = [channel.subscribe() for _ in range(3)]
+    assert channel.end_subscriptions("revoked") == 3
+    for subscription in subscriptions:
+        with pytest.raises(SubscriptionClosedError) as ended:
+            subscription.get(timeout=1)
+        assert ended.value.reason == "revoked"
+    channel.publish("still open")
+
+
+def test_publishing_from_many_threads_reaches_every_subscriber_in_one_order() -> None:
+    channel = Channel(history=5000)
+    subscriptions = [channel.subscribe() for _ in range(5)]
+
+    def publisher(name: str) -> None:
+        for n in range(200):
+            channel.publish(f"{name}{n}")
+
+    threads = [threading.Thread(target=publisher, args=(name,)) for name in "abcd"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    orders = []
+    for subscription in subscriptions:
+        received: list[str] = []
+        while len(received) < 800:
+            received += datas(subscription.get(timeout=5))
+        orders.append(received)
+    assert all(order == orders[0] for order in orders)
+    for name in "abcd":
+        assert [item for item in orders[0] if item[0] == name] == [f"{name}{n}" for n in range(200)]
+
+
+@pytest.mark.parametrize("kwargs", [{"history": -1}, {"max_backlog": 0}, {"on_slow": "drop"}])
+def test_impossible_settings_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        Channel(**kwargs)  # type: ignore[arg-type]
+
+
+def test_channel_says_it_is_not_gevents_channel() -> None:
+    assert "not gevent" in (wsgisse.Channel.__doc__ or "")

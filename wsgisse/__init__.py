@@ -1,0 +1,59 @@
+"""wsgisse: Server-Sent Events for WSGI applications.
+
+Real-time push for Flask, Bottle and plain WSGI apps served by gunicorn with gevent
+workers, gevent's WSGIServer or Werkzeug's threaded server, without an async rewrite::
+
+    import wsgisse
+
+    channel = wsgisse.Channel()
+    app = wsgisse.SSEMiddleware(app, channel, path="/events")
+    channel.publish({"text": "hello"}, event="greeting")   # from any thread or greenlet
+
+The framework integrations (``wsgisse.integrations.flask``, ``wsgisse.integrations.bottle``)
+and the Redis backend (``wsgisse.backends.redis``) are imported on their own, so that
+``import wsgisse`` needs nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+from ._backend import Backend, MemoryBackend
+from ._channel import HISTORY_LOST_EVENT, Channel, Subscription
+from ._errors import (
+    BackendUnavailableError,
+    ChannelClosedError,
+    HistoryLostError,
+    InvalidEventError,
+    SubscriptionClosedError,
+    UnsafeConcurrencyError,
+    WsgisseError,
+)
+from ._event import ServerSentEvent
+from ._parser import Comment, EventStreamParser, MessageEvent
+from ._request import last_event_id
+from ._stream import EventStream
+from ._wsgi import SSEMiddleware, stream_response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HISTORY_LOST_EVENT",
+    "Backend",
+    "BackendUnavailableError",
+    "Channel",
+    "ChannelClosedError",
+    "Comment",
+    "EventStream",
+    "EventStreamParser",
+    "HistoryLostError",
+    "InvalidEventError",
+    "MemoryBackend",
+    "MessageEvent",
+    "SSEMiddleware",
+    "ServerSentEvent",
+    "Subscription",
+    "SubscriptionClosedError",
+    "UnsafeConcurrencyError",
+    "WsgisseError",
+    "last_event_id",
+    "stream_response",
+]

@@ -1,0 +1,383 @@
+"""Channel and Subscription: publish from anywhere, fan out, replay, drop slow clients."""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+
+from ._backend import MemoryBackend
+from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
+from ._event import ServerSentEvent
+from ._log import EventLog
+from ._sync import Waiter, make_waiter, native_lock, wake_all
+
+if TYPE_CHECKING:
+    from ._backend import Backend
+
+__all__ = ["HISTORY_LOST_EVENT", "Channel", "Subscription"]
+
+#: The event type a subscriber receives first when its ``Last-Event-ID`` cannot be
+#: resumed: the id is unknown (another process, a restart) or older than the history the
+#: channel holds. Its data is JSON: ``{"lastEventId": "...", "oldestId": "..." or null}``.
+#: Listen for it with ``source.addEventListener("wsgisse-history-lost", ...)`` and reload
+#: whatever state the page shows.
+HISTORY_LOST_EVENT = "wsgisse-history-lost"
+
+SlowPolicy = Literal["disconnect", "skip"]
+
+
+def _epoch() -> str:
+    """A prefix that makes this channel's ids unique to this channel object."""
+    return f"{time.time_ns() // 1_000_000:x}{secrets.randbits(16):04x}"
+
+
+class Channel:
+    """A broadcast channel of server-sent events, with history for reconnecting clients.
+
+    Every subscriber receives every event published after it subscribed, in order. This
+    is not gevent's ``gevent.queue.Channel`` (a one-slot rendezvous between two
+    greenlets): it is publish/subscribe, one to many.
+
+    :meth:`publish` may be called from any thread or greenlet, including a native OS
+    thread beside a gevent hub. Each event is encoded once; all subscribers share the
+    bytes, and a subscriber that fell behind writes everything it missed in one write.
+
+    Args:
+        name: the channel's name (the Redis backend keys its stream on it).
+        history: how many of the newest events a reconnecting client's
+            ``Last-Event-ID`` can be replayed from (0: no replay). Default 1000.
+        history_seconds: also forget, for replay, events older than this.
+        max_backlog: how many events a subscriber may fall behind before the slow-client
+            policy applies. By default half the log, so that what a dropped client missed
+            is still held when it reconnects (after its ``retry`` delay).
+        on_slow: ``"disconnect"`` (the default) ends a slow subscriber's stream so that
+            the browser reconnects with its ``Last-Event-ID`` and is replayed what it
+            missed; ``"skip"`` jumps it to the newest event and sends it
+            :data:`HISTORY_LOST_EVENT` instead.
+        backend: where events go and come from; by default this process' memory.
+
+    Raises:
+        ValueError: a limit is negative or ``on_slow`` is not a known policy.
+    """
+
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        history: int = 1000,
+        history_seconds: float | None = None,
+        max_backlog: int | None = None,
+        on_slow: SlowPolicy = "disconnect",
+        backend: Backend | None = None,
+    ) -> None:
+        if history < 0:
+            raise ValueError(f"history must be 0 or more, not {history}")
+        if max_backlog is None:
+            max_backlog = max(history // 2, 100)
+        if max_backlog < 1:
+            raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
+        if on_slow not in ("disconnect", "skip"):
+            raise ValueError(f"on_slow must be 'disconnect' or 'skip', not {on_slow!r}")
+        self.name = name
+        self.max_backlog = max_backlog
+        self.on_slow: SlowPolicy = on_slow
+        self._lock = native_lock()
+        # The log is also every subscriber's backlog, so it holds at least twice the
+        # backlog: a client dropped as slow still finds what it missed when it returns.
+        self._log = EventLog(
+            max(history, 2 * max_backlog), replay_limit=history, replay_seconds=history_seconds
+        )
+        self._epoch = _epoch()
+        self._subscribers: set[Subscription] = set()
+        self._parked: list[Subscription] = []
+        self._closed = False
+        if backend is None:
+            backend = MemoryBackend()
+        self._backend = backend
+        self._attached = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._subscribers)} subscribers"
+        return f"<Channel {self.name!r} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the newest event, or ``None`` before the first."""
+        with self._lock:
+            return self._log.last_id()
+
+    def publish(
+        self,
+        data: object,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> ServerSentEvent:
+        """Send an event to every subscriber and keep it in the history.
+
+        ``data`` is ``str``, UTF-8 ``bytes`` or any JSON-serialisable object. When ``id``
+        is omitted the channel assigns one, unique and ordered within the channel.
+
+        Returns:
+            The event as sent, with its id.
+
+        Raises:
+            InvalidEventError: a field cannot be carried by the event-stream format, the
+                data is ``None`` (a browser dispatches nothing without data), or ``id`` is
+                empty or already in the history.
+            ChannelClosedError: the channel was closed.
+            BackendUnavailableError: the backend (Redis) could not take the event.
+        """
+        if data is None:
+            raise InvalidEventError("data", data, "a browser dispatches no event without data")
+        if id == "":
+            raise InvalidEventError("id", id, "an empty id resets a client's Last-Event-ID")
+        body = ServerSentEvent(data, event=event, retry=retry)
+        if id is not None:
+            ServerSentEvent(comment="", id=id)  # Validates the id before anything is sent.
+        if self._closed:
+            raise ChannelClosedError(f"channel {self.name!r} is closed")
+        sent_id = self._backend.publish(self, body, id)
+        return ServerSentEvent(body.data, event=event, id=sent_id, retry=retry)
+
+    def append(self, body: bytes, event_id: str | None = None) -> str:
+        """Add an encoded event to the log and wake the subscribers (for backends).
+
+        ``body`` is an encoded event without an id line. The channel appends the id
+        line, assigning an id when ``event_id`` is ``None``.
+
+        Returns:
+            The event's id.
+
+        Raises:
+            InvalidEventError: ``event_id`` is already in the history.
+        """
+        now = time.monotonic()
+        with self._lock:
+            log = self._log
+            if event_id is None:
+                event_id = f"{self._epoch}-{log.head + 1}"
+            elif event_id in log:
+                raise InvalidEventError("id", event_id, "already used in the channel's history")
+            log.append(event_id, b"%sid: %s\n\n" % (body[:-1], event_id.encode()), now)
+            parked, self._parked = self._parked, []
+        if parked:
+            wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
+        return event_id
+
+    def subscribe(self, last_event_id: str | None = None) -> Subscription:
+        """Start receiving the events published from now on.
+
+        With ``last_event_id`` (a reconnecting browser's ``Last-Event-ID``) the
+        subscription first yields exactly the events after it, then the live ones, with
+        no gap and no duplicate. An id the history no longer holds, or never held, is
+        answered with a :data:`HISTORY_LOST_EVENT` event first.
+
+        Raises:
+            ChannelClosedError: the channel was closed.
+            UnsafeConcurrencyError: called from inside the gevent hub.
+        """
+        waiter = make_waiter()
+        if not self._attached:
+            with self._lock:
+                attach, self._attached = not self._attached, True
+            if attach:
+                self._backend.attach(self)
+        if last_event_id is not None:
+            self._backend.prepare_resume(self, last_event_id)
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                raise ChannelClosedError(f"channel {self.name!r} is closed")
+            prelude = b""
+            if last_event_id is None:
+                cursor = self._log.head
+            else:
+                cursor, lost = self._log.resume_after(last_event_id, now)
+                if lost:
+                    prelude = self._lost_notice(last_event_id)
+            subscription = Subscription(self, cursor, waiter, prelude, self._log.head)
+            self._subscribers.add(subscription)
+        return subscription
+
+    def close(self) -> None:
+        """End every subscription (after what it has pending) and refuse new ones.
+
+        Idempotent. Streams served from the channel end cleanly; a closed channel is
+        answered with ``204 No Content`` by :class:`~wsgisse.SSEMiddleware`, which tells a
+        browser to stop reconnecting.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for subscription in self._subscribers:
+                subscription._end_reason = "channel-closed"  # noqa: SLF001
+            self._subscribers.clear()
+            parked, self._parked = self._parked, []
+        wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
+        if self._attached:
+            self._backend.detach(self)
+
+    def end_subscriptions(self, reason: str) -> int:
+        """End every open subscription with ``reason`` and return how many there were.
+
+        The channel stays open for new subscribers.
+        """
+        with self._lock:
+            ended = list(self._subscribers)
+            for subscription in ended:
+                subscription._end_reason = reason  # noqa: SLF001
+            self._subscribers.clear()
+            parked, self._parked = self._parked, []
+        wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
+        return len(ended)
+
+    def _lost_notice(self, last_event_id: str) -> bytes:
+        data = json.dumps(
+            {"lastEventId": last_event_id, "oldestId": self._log.oldest_id()},
+            separators=(",", ":"),
+        )
+        return ServerSentEvent(data, event=HISTORY_LOST_EVENT).encode()
+
+
+class Subscription:
+    """One subscriber's place in a channel: a cursor into its log.
+
+    Made by :meth:`Channel.subscribe`. :meth:`get` returns every frame the subscriber has
+    not had yet, joined into one ``bytes`` ready to write. Iterating yields the same until
+    the subscription ends.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_channel",
+        "_cursor",
+        "_end_reason",
+        "_live_from",
+        "_prelude",
+        "_waiter",
+    )
+
+    def __init__(
+        self, channel: Channel, cursor: int, waiter: Waiter, prelude: bytes, live_from: int
+    ) -> None:
+        self._channel = channel
+        self._cursor = cursor
+        # Frames before live_from are a replay the subscriber asked for: they never count
+        # as backlog, or a client resuming a long gap would be dropped as slow at once.
+        self._live_from = live_from
+        self._waiter = waiter
+        self._prelude = prelude
+        self._end_reason: str | None = None
+
+    def __repr__(self) -> str:
+        state = self._end_reason or "open"
+        return f"<Subscription to {self._channel.name!r} at {self._cursor} {state}>"
+
+    @property
+    def channel(self) -> Channel:
+        """The channel subscribed to."""
+        return self._channel
+
+    @property
+    def closed(self) -> bool:
+        """Whether the subscription has ended (it may still hold frames to read)."""
+        return self._end_reason is not None
+
+    @property
+    def end_reason(self) -> str | None:
+        """Why the subscription ended (see :class:`SubscriptionClosedError`), or ``None``."""
+        return self._end_reason
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        """Return every encoded frame not yet returned, in one ``bytes``.
+
+        Blocks (a greenlet parks, a thread waits) until there is something, like
+        ``queue.Queue.get``.
+
+        Raises:
+            queue.Empty: nothing arrived within ``timeout``, or at once when not ``block``.
+            SubscriptionClosedError: the subscription ended and nothing is left; its
+                ``reason`` says why (``"slow"``: it fell more than ``max_backlog`` events
+                behind and was dropped, so that the client resumes from history).
+        """
+        channel = self._channel
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with channel._lock:  # noqa: SLF001
+                chunk = self._take_locked()
+                if chunk:
+                    return chunk
+                if self._end_reason is not None:
+                    raise SubscriptionClosedError(self._end_reason)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise queue.Empty
+                channel._parked.append(self)  # noqa: SLF001
+            self._waiter.wait(remaining)
+
+    def _take_locked(self) -> bytes:
+        channel = self._channel
+        log = channel._log  # noqa: SLF001
+        cursor = self._cursor
+        head = log.head
+        prelude = self._prelude
+        self._prelude = b""
+        if cursor >= head:
+            return prelude
+        if head - max(cursor, self._live_from) > channel.max_backlog or cursor < log.oldest:
+            if channel.on_slow == "disconnect":
+                self._end_locked("slow")
+                return b""
+            self._cursor = head
+            return channel._lost_notice(log.id_at(cursor - 1) or "")  # noqa: SLF001
+        frames = log.frames_from(cursor)
+        self._cursor = head
+        if prelude:
+            return prelude + b"".join(frames)
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def _end_locked(self, reason: str) -> None:
+        if self._end_reason is None:
+            self._end_reason = reason
+            self._channel._subscribers.discard(self)  # noqa: SLF001
+
+    def close(self, reason: str = "closed") -> None:
+        """End the subscription; a thread or greenlet blocked in :meth:`get` returns.
+
+        Idempotent, and safe to call from any thread.
+        """
+        with self._channel._lock:  # noqa: SLF001
+            if self._end_reason is not None:
+                return
+            self._end_locked(reason)
+        wake_all([self._waiter])
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            try:
+                yield self.get()
+            except SubscriptionClosedError:
+                return
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,317 @@
+"""Every lock and every wake-up in wsgisse: threads, greenlets, and both at once.
+
+wsgisse must let a native OS thread (gevent's thread pool, a library's worker) publish
+into a channel whose subscribers are greenlets, let greenlets publish to threads, and
+never freeze a gevent hub. Three rules make that hold:
+
+* Shared state is guarded by a *native* lock (the original ``_thread`` lock even after
+  ``gevent.monkey.patch_all()``), held only for list and dict operations, never across a
+  wait or a socket write, so a greenlet holding it never switches away.
+* A party that waits does so with the primitive of where it runs: a greenlet parks on a
+  gevent event of its own hub, a thread blocks on a native lock. Blocking a hub's thread
+  on a native primitive would freeze every greenlet on it, so that is never done.
+* A wake-up crosses threads only through ``loop.run_callback_threadsafe`` of the
+  waiter's hub, batched so that one publish costs one cross-thread signal per hub.
+
+gevent is imported only when the process already uses it: ``import wsgisse`` never
+imports gevent.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from ._errors import UnsafeConcurrencyError
+
+__all__ = [
+    "Handoff",
+    "HandoffClosed",
+    "Waiter",
+    "current_hub",
+    "make_waiter",
+    "native_lock",
+    "native_thread_id",
+    "spawn_worker",
+    "wake_all",
+]
+
+
+def _original(module: str, name: str) -> Any:
+    """The unpatched ``module.name``, whether or not gevent has patched it."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        return monkey.get_original(module, name)
+    return getattr(sys.modules[module], name)
+
+
+def native_lock() -> _thread.LockType:
+    """A real OS lock, even in a process that gevent has monkey-patched.
+
+    Only for critical sections that never block or switch: then it is safe for threads
+    and greenlets alike, and unlike a gevent lock it is safe across threads.
+    """
+    allocate: Callable[[], _thread.LockType] = _original("_thread", "allocate_lock")
+    return allocate()
+
+
+def native_thread_id() -> int:
+    """The OS thread's identity (``threading.get_ident`` is a greenlet's when patched)."""
+    get_ident: Callable[[], int] = _original("_thread", "get_ident")
+    return get_ident()
+
+
+def _threading_patched() -> bool:
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
+
+
+def current_hub() -> Any:
+    """The gevent hub of the calling OS thread, or ``None`` when it has none."""
+    hub_local = sys.modules.get("gevent._hub_local")
+    if hub_local is None:
+        return None
+    return hub_local.get_hub_if_exists()
+
+
+class Waiter(Protocol):
+    """Something one party blocks on until another wakes it (spurious wakes allowed)."""
+
+    #: The OS thread whose hub must run :meth:`wake`, or ``None`` if any thread may.
+    thread_id: int | None
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until woken or until ``timeout`` seconds pass."""
+
+    def wake(self) -> None:
+        """Wake the party blocked in :meth:`wait` (or make its next wait return)."""
+
+
+class _ThreadWaiter:
+    """A waiter for a native thread: a native lock used as a one-slot semaphore."""
+
+    __slots__ = ("_lock", "thread_id")
+
+    def __init__(self) -> None:
+        self.thread_id: int | None = None
+        self._lock = native_lock()
+        self._lock.acquire()
+
+    def wait(self, timeout: float | None) -> None:
+        if timeout is None:
+            self._lock.acquire()
+        else:
+            self._lock.acquire(True, max(timeout, 0.0))
+
+    def wake(self) -> None:
+        # Releasing an unlocked lock raises: the waiter was already woken and has not
+        # waited again, and one pending wake is enough.
+        with contextlib.suppress(RuntimeError):
+            self._lock.release()
+
+
+class _GreenletWaiter:
+    """A waiter for a greenlet: a gevent event of the hub the greenlet runs on."""
+
+    __slots__ = ("_event", "hub", "thread_id")
+
+    def __init__(self, hub: Any) -> None:
+        from gevent.event import Event
+
+        self.hub = hub
+        self.thread_id: int | None = hub.thread_ident
+        self._event = Event()
+
+    def wait(self, timeout: float | None) -> None:
+        self._event.wait(timeout)
+        # No switch can happen between the wait returning and this clear (both run on the
+        # hub's thread without yielding), so a wake that arrives later is not lost: it
+        # sets the event again and the next wait returns at once.
+        self._event.clear()
+
+    def wake(self) -> None:
+        self._event.set()
+
+
+def make_waiter() -> Waiter:
+    """A waiter for the calling context: a greenlet's if this thread runs a gevent hub.
+
+    Raises:
+        UnsafeConcurrencyError: called from inside the gevent hub itself, which cannot
+            wait for anything without freezing every greenlet it runs.
+    """
+    hub = current_hub()
+    if hub is None:
+        return _ThreadWaiter()
+    from gevent import getcurrent
+
+    if getcurrent() is hub:
+        raise UnsafeConcurrencyError(
+            "cannot wait for events inside the gevent hub (a hub callback or a loop "
+            "watcher): do it in a greenlet, for example with gevent.spawn()"
+        )
+    return _GreenletWaiter(hub)
+
+
+def _wake_each(waiters: list[Waiter]) -> None:
+    for waiter in waiters:
+        waiter.wake()
+
+
+def wake_all(waiters: Iterable[Waiter]) -> None:
+    """Wake every waiter, from any thread, crossing to each hub's thread at most once."""
+    me = native_thread_id()
+    remote: dict[Any, list[Waiter]] = {}
+    for waiter in waiters:
+        if waiter.thread_id is None or waiter.thread_id == me:
+            waiter.wake()
+        else:
+            remote.setdefault(waiter.hub, []).append(waiter)  # type: ignore[attr-defined]
+    for hub, batch in remote.items():
+        # A hub whose thread has ended refuses callbacks, and has nobody left to wake.
+        with contextlib.suppress(Exception):
+            hub.loop.run_callback_threadsafe(_wake_each, batch)
+
+
+def spawn_worker(target: Callable[[], None], name: str) -> Callable[[], None]:
+    """Run ``target`` beside the caller and return a function that interrupts it.
+
+    In a gevent-patched process the worker is a greenlet, and interrupting it raises
+    ``GreenletExit`` wherever it waits. Anywhere else it is a native daemon thread, which
+    may block in any call without freezing a hub (with gevent but without patching,
+    ``threading`` still makes real threads); a thread cannot be interrupted, so the
+    returned function does nothing and ``target`` must notice on its own that it should
+    stop.
+    """
+    if current_hub() is not None and _threading_patched():
+        import gevent
+
+        worker = gevent.spawn(target)
+        worker.name = name
+
+        def interrupt() -> None:
+            worker.kill(block=False)
+
+        return interrupt
+    start_new_thread: Callable[..., int] = _original("_thread", "start_new_thread")
+    if start_new_thread is _thread.start_new_thread and not _threading_patched():
+        threading.Thread(target=target, name=name, daemon=True).start()
+    else:
+        start_new_thread(target, ())
+    return _no_interrupt
+
+
+def _no_interrupt() -> None:
+    pass
+
+
+class HandoffClosed(Exception):  # noqa: N818 - a signal to the producer, never seen by users
+    """The consumer of a :class:`Handoff` has gone: the producer must stop."""
+
+
+class Handoff:
+    """Byte chunks handed from one producer to one consumer, in any two contexts.
+
+    The producer (a worker running a user's generator) blocks in :meth:`put` while the
+    consumer has more than ``limit`` bytes unread, so a fast generator is paced by the
+    client's socket; the consumer takes everything pending in one :meth:`get`, so a
+    fast generator still costs one write per batch, not one per event.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_consumer",
+        "_error",
+        "_finished",
+        "_gone",
+        "_limit",
+        "_lock",
+        "_pending",
+        "_producer",
+    )
+
+    def __init__(self, limit: int = 64 * 1024) -> None:
+        self._lock = native_lock()
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._pending = 0
+        self._finished = False
+        self._error: BaseException | None = None
+        self._gone = False
+        self._consumer: Waiter | None = None
+        self._producer: Waiter | None = None
+
+    def put(self, chunk: bytes) -> None:
+        """Hand over ``chunk``; blocks while the consumer is ``limit`` bytes behind.
+
+        Raises:
+            HandoffClosed: the consumer has closed the hand-off.
+        """
+        producer = self._producer
+        while True:
+            with self._lock:
+                if self._gone:
+                    raise HandoffClosed
+                if self._pending < self._limit:
+                    self._chunks.append(chunk)
+                    self._pending += len(chunk)
+                    consumer, self._consumer = self._consumer, None
+                    break
+                if producer is None:
+                    producer = self._producer = make_waiter()
+                parked = producer
+            parked.wait(None)
+        if consumer is not None:
+            wake_all([consumer])
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The producer is done (with ``error`` when it failed)."""
+        with self._lock:
+            self._finished = True
+            self._error = error
+            consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            wake_all([consumer])
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        """Take every chunk handed over so far, joined.
+
+        Raises:
+            queue.Empty: nothing within ``timeout`` (at once when not ``block``).
+            EOFError: the producer finished and everything was taken; chained to the
+                producer's exception when it failed.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter: Waiter | None = None
+        while True:
+            with self._lock:
+                if self._chunks:
+                    chunks, self._chunks, self._pending = self._chunks, [], 0
+                    producer = self._producer
+                    break
+                if self._finished:
+                    raise EOFError("the event source has finished") from self._error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not block or (remaining is not None and remaining <= 0):
+                    raise queue.Empty
+                if waiter is None:
+                    waiter = make_waiter()
+                self._consumer = waiter
+            waiter.wait(remaining)
+        if producer is not None:
+            wake_all([producer])
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def close(self) -> None:
+        """The consumer is gone: a producer blocked in :meth:`put` raises HandoffClosed."""
+        with self._lock:
+            self._gone = True
+            producer = self._producer
+        if producer is not None:
+            wake_all([producer])
