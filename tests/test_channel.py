@@ -294,3 +294,14 @@ def test_impossible_settings_are_refused(kwargs: dict[str, object]) -> None:
 
 def test_channel_says_it_is_not_gevents_channel() -> None:
     assert "not gevent" in (wsgisse.Channel.__doc__ or "")
+
+
+def test_waiting_again_and_again_on_a_quiet_channel_holds_nothing_more() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    for _ in range(50):
+        with pytest.raises(queue.Empty):
+            subscription.get(timeout=0.001)
+    assert len(channel._parked) == 1  # noqa: SLF001 - the leak this guards against is internal
+    subscription.close()
+    assert len(channel._parked) == 0  # noqa: SLF001

@@ -67,6 +67,10 @@ def test_a_published_event_reaches_the_stream_with_its_headers(server: ServerPro
         assert (event.type, event.data) == ("note", "héllo\nwörld 🎉")
 
 
+def test_nagle_is_turned_off_on_the_servers_socket(server: ServerProcess) -> None:
+    assert call(server, "/nodelay") == {"nodelay": 1}
+
+
 def test_a_reconnect_with_last_event_id_replays_exactly_the_missed_events(
     server: ServerProcess,
 ) -> None:

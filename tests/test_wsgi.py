@@ -257,7 +257,7 @@ def test_event_stream_refuses_a_non_positive_heartbeat() -> None:
 def test_event_stream_close_is_idempotent_and_calls_on_close_once() -> None:
     calls: list[int] = []
     subscription = Channel().subscribe()
-    stream = EventStream(subscription, on_close=lambda: calls.append(1))
+    stream = EventStream(subscription, on_close=lambda stream: calls.append(1))
     stream.close()
     stream.close()
     assert calls == [1]

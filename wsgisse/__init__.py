@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from ._backend import Backend, MemoryBackend
 from ._channel import HISTORY_LOST_EVENT, Channel, Subscription
+from ._cors import CORS
+from ._endpoint import Authorizer, SSEApp
 from ._errors import (
     BackendUnavailableError,
     ChannelClosedError,
@@ -28,15 +30,20 @@ from ._errors import (
     WsgisseError,
 )
 from ._event import ServerSentEvent
+from ._lifecycle import END_EVENT, shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
 from ._request import last_event_id
+from ._stats import Stats, metrics_app
 from ._stream import EventStream
 from ._wsgi import SSEMiddleware, stream_response
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CORS",
+    "END_EVENT",
     "HISTORY_LOST_EVENT",
+    "Authorizer",
     "Backend",
     "BackendUnavailableError",
     "Channel",
@@ -48,12 +55,16 @@ __all__ = [
     "InvalidEventError",
     "MemoryBackend",
     "MessageEvent",
+    "SSEApp",
     "SSEMiddleware",
     "ServerSentEvent",
+    "Stats",
     "Subscription",
     "SubscriptionClosedError",
     "UnsafeConcurrencyError",
     "WsgisseError",
     "last_event_id",
+    "metrics_app",
+    "shutdown",
     "stream_response",
 ]

@@ -6,7 +6,7 @@ import json
 import queue
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ._backend import MemoryBackend
@@ -93,12 +93,17 @@ class Channel:
         )
         self._epoch = _epoch()
         self._subscribers: set[Subscription] = set()
-        self._parked: list[Subscription] = []
+        # Subscriptions waiting for the next event. A dict, not a list: parking twice (after
+        # every heartbeat timeout) keeps one entry, and a closed subscription leaves at once.
+        self._parked: dict[Subscription, None] = {}
         self._closed = False
+        self._counts = {"events_published": 0, "replays": 0, "history_lost": 0, "slow_dropped": 0}
         if backend is None:
             backend = MemoryBackend()
         self._backend = backend
         self._attached = False
+        # While the first subscriber runs the backend's attach(), the others wait here.
+        self._attach_waiters: list[Waiter] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._subscribers)} subscribers"
@@ -114,11 +119,26 @@ class Channel:
         """How many subscriptions are open."""
         return len(self._subscribers)
 
+    def counters(self) -> dict[str, int]:
+        """Totals since the channel was made: ``events_published``, ``replays``
+        (subscribers resumed from history), ``history_lost`` (resumes that could not be
+        served) and ``slow_dropped`` (subscribers that fell too far behind)."""
+        with self._lock:
+            return dict(self._counts)
+
     @property
     def last_event_id(self) -> str | None:
         """The id of the newest event, or ``None`` before the first."""
         with self._lock:
             return self._log.last_id()
+
+    @property
+    def log_capacity(self) -> int:
+        """How many events the log holds: the history, and every subscriber's backlog.
+
+        A shared backend fills a new channel's log with this many of the newest events.
+        """
+        return self._log.capacity
 
     def publish(
         self,
@@ -175,7 +195,8 @@ class Channel:
             elif event_id in log:
                 raise InvalidEventError("id", event_id, "already used in the channel's history")
             log.append(event_id, b"%sid: %s\n\n" % (body[:-1], event_id.encode()), now)
-            parked, self._parked = self._parked, []
+            self._counts["events_published"] += 1
+            parked, self._parked = self._parked, {}
         if parked:
             wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
         return event_id
@@ -192,12 +213,18 @@ class Channel:
             ChannelClosedError: the channel was closed.
             UnsafeConcurrencyError: called from inside the gevent hub.
         """
-        waiter = make_waiter()
+        return self._subscribe(last_event_id, make_waiter())
+
+    def _subscribe(
+        self, last_event_id: str | None, waiter: Waiter, *, from_start: bool = False
+    ) -> Subscription:
+        """Subscribe with a given waiter (several subscriptions may share one).
+
+        ``from_start``: resume before the channel's first event ever (a multiplexed
+        client that subscribed while this channel was still empty).
+        """
         if not self._attached:
-            with self._lock:
-                attach, self._attached = not self._attached, True
-            if attach:
-                self._backend.attach(self)
+            self._attach(waiter)
         if last_event_id is not None:
             self._backend.prepare_resume(self, last_event_id)
         now = time.monotonic()
@@ -205,12 +232,20 @@ class Channel:
             if self._closed:
                 raise ChannelClosedError(f"channel {self.name!r} is closed")
             prelude = b""
-            if last_event_id is None:
+            if from_start:
+                cursor = 0
+                if self._log.oldest > 0 or len(self._log) > self._log.replay_limit:
+                    cursor = self._log.head
+                    prelude = self._lost_notice("")
+            elif last_event_id is None:
                 cursor = self._log.head
             else:
                 cursor, lost = self._log.resume_after(last_event_id, now)
                 if lost:
                     prelude = self._lost_notice(last_event_id)
+                    self._counts["history_lost"] += 1
+                else:
+                    self._counts["replays"] += 1
             subscription = Subscription(self, cursor, waiter, prelude, self._log.head)
             self._subscribers.add(subscription)
         return subscription
@@ -229,10 +264,43 @@ class Channel:
             for subscription in self._subscribers:
                 subscription._end_reason = "channel-closed"  # noqa: SLF001
             self._subscribers.clear()
-            parked, self._parked = self._parked, []
+            parked, self._parked = self._parked, {}
+            attached = self._attached
         wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
-        if self._attached:
+        if attached:
             self._backend.detach(self)
+
+    def _attach(self, waiter: Waiter) -> None:
+        """Run the backend's attach() once, before any subscriber is in the log.
+
+        A shared backend fills the log in attach(): a subscriber placed at the head
+        before that would be sent the old events as new ones, so the first subscribers
+        to arrive together wait for the one running it.
+        """
+        with self._lock:
+            done = self._attached
+            others = self._attach_waiters
+            if not done:
+                if others is None:
+                    self._attach_waiters = []
+                else:
+                    others.append(waiter)
+        if done:
+            return
+        if others is not None:
+            while not self._attached:
+                waiter.wait(None)  # Spurious wakes are harmless: get() checks again.
+            return
+        try:
+            self._backend.attach(self)
+        finally:
+            with self._lock:
+                self._attached = True
+                waiters, self._attach_waiters = self._attach_waiters or [], None
+                closed = self._closed
+            wake_all(waiters)
+            if closed:
+                self._backend.detach(self)  # close() ran while attaching: it saw no attach.
 
     def end_subscriptions(self, reason: str) -> int:
         """End every open subscription with ``reason`` and return how many there were.
@@ -244,7 +312,7 @@ class Channel:
             for subscription in ended:
                 subscription._end_reason = reason  # noqa: SLF001
             self._subscribers.clear()
-            parked, self._parked = self._parked, []
+            parked, self._parked = self._parked, {}
         wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
         return len(ended)
 
@@ -329,10 +397,19 @@ class Subscription:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if not block or (remaining is not None and remaining <= 0):
                     raise queue.Empty
-                channel._parked.append(self)  # noqa: SLF001
+                channel._parked[self] = None  # noqa: SLF001
             self._waiter.wait(remaining)
 
     def _take_locked(self) -> bytes:
+        prelude, frames, _ = self._take_frames_locked()
+        if prelude:
+            return prelude + b"".join(frames)
+        if not frames:
+            return b""
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    def _take_frames_locked(self) -> tuple[bytes, Sequence[bytes], int]:
+        """(prelude, frames not yet taken, the sequence number of the first frame)."""
         channel = self._channel
         log = channel._log  # noqa: SLF001
         cursor = self._cursor
@@ -340,23 +417,26 @@ class Subscription:
         prelude = self._prelude
         self._prelude = b""
         if cursor >= head:
-            return prelude
+            return prelude, (), cursor
         if head - max(cursor, self._live_from) > channel.max_backlog or cursor < log.oldest:
+            channel._counts["slow_dropped"] += 1  # noqa: SLF001
             if channel.on_slow == "disconnect":
                 self._end_locked("slow")
-                return b""
+                return b"", (), cursor
             self._cursor = head
-            return channel._lost_notice(log.id_at(cursor - 1) or "")  # noqa: SLF001
-        frames = log.frames_from(cursor)
+            return channel._lost_notice(log.id_at(cursor - 1) or ""), (), head  # noqa: SLF001
         self._cursor = head
-        if prelude:
-            return prelude + b"".join(frames)
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        return prelude, log.frames_from(cursor), cursor
+
+    def _park_locked(self) -> None:
+        """Ask to be woken by the channel's next event (the channel's lock is held)."""
+        self._channel._parked[self] = None  # noqa: SLF001
 
     def _end_locked(self, reason: str) -> None:
         if self._end_reason is None:
             self._end_reason = reason
             self._channel._subscribers.discard(self)  # noqa: SLF001
+            self._channel._parked.pop(self, None)  # noqa: SLF001
 
     def close(self, reason: str = "closed") -> None:
         """End the subscription; a thread or greenlet blocked in :meth:`get` returns.

@@ -84,6 +84,11 @@ class EventLog:
         return max(0, self._head - self._capacity)
 
     @property
+    def replay_limit(self) -> int:
+        """How many of the newest frames may be replayed."""
+        return self._replay_limit
+
+    @property
     def capacity(self) -> int:
         """How many frames the log holds at most."""
         return self._capacity

@@ -15,11 +15,25 @@ from urllib.parse import parse_qsl
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["MAX_ID_LENGTH", "BadRequest", "last_event_id", "set_no_delay", "stream_method"]
+__all__ = [
+    "MAX_CHANNEL_NAME_LENGTH",
+    "MAX_ID_LENGTH",
+    "BadRequest",
+    "client_address",
+    "last_event_id",
+    "origin",
+    "requested_channels",
+    "set_no_delay",
+    "stream_method",
+    "wants_event_stream",
+]
 
 #: The longest ``Last-Event-ID`` accepted. Ids we assign are about 20 characters; the
 #: bound keeps a hostile header from costing memory or log space.
 MAX_ID_LENGTH = 1024
+
+#: The longest channel name accepted in a request.
+MAX_CHANNEL_NAME_LENGTH = 128
 
 
 class BadRequest(ValueError):  # noqa: N818 - an HTTP answer, not an error of wsgisse's
@@ -28,11 +42,20 @@ class BadRequest(ValueError):  # noqa: N818 - an HTTP answer, not an error of ws
     Internal: public callers see it as the ``ValueError`` it is.
     """
 
-    def __init__(self, status: str, message: str, headers: list[tuple[str, str]] | None = None):
+    def __init__(
+        self,
+        status: str,
+        message: str,
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        reason: str = "bad-request",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or []
+        #: What the refusal counts as in the endpoint's stats.
+        self.reason = reason
 
 
 def stream_method(environ: WSGIEnvironment) -> str:
@@ -98,16 +121,69 @@ def last_event_id(environ: WSGIEnvironment) -> str | None:
     return _checked_id(values[-1], "lastEventId") if values else None
 
 
-def client_socket(environ: WSGIEnvironment) -> socket.socket | None:
-    """The client's socket where the server exposes it (gunicorn, Werkzeug, gevent)."""
-    for key in ("gunicorn.socket", "werkzeug.socket"):
-        candidate = environ.get(key)
-        if isinstance(candidate, socket.socket):
-            return candidate
-    # gevent.pywsgi exposes none, but its input stream reads from the socket's file.
+def requested_channels(environ: WSGIEnvironment, parameter: str, limit: int) -> tuple[str, ...]:
+    """The channel names asked for with ``?parameter=a&parameter=b``, in order, once each.
+
+    Raises:
+        BadRequest: 400 when a name is empty, longer than
+            :data:`MAX_CHANNEL_NAME_LENGTH`, not UTF-8 or holds a control character, or
+            when more than ``limit`` channels are asked for.
+    """
+    query = environ.get("QUERY_STRING") or ""
+    if parameter not in query:
+        return ()
+    names: list[str] = []
+    for name, raw in parse_qsl(query, keep_blank_values=True, encoding="latin-1"):
+        if name != parameter:
+            continue
+        try:
+            value = raw.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            raise BadRequest("400 Bad Request", "a channel name is not valid UTF-8") from None
+        if not value or len(value) > MAX_CHANNEL_NAME_LENGTH or not value.isprintable():
+            raise BadRequest(
+                "400 Bad Request",
+                f"a channel name must be 1 to {MAX_CHANNEL_NAME_LENGTH} printable characters",
+            )
+        if value not in names:
+            names.append(value)
+        if len(names) > limit:
+            raise BadRequest("400 Bad Request", f"at most {limit} channels in one stream")
+    return tuple(names)
+
+
+def origin(environ: WSGIEnvironment) -> str | None:
+    """The ``Origin`` of a cross-origin request, or ``None``."""
+    value = environ.get("HTTP_ORIGIN")
+    return str(value) if value else None
+
+
+def client_address(environ: WSGIEnvironment) -> str:
+    """The address of the peer (behind a proxy: the proxy's; see the deployment docs)."""
+    return str(environ.get("REMOTE_ADDR") or "")
+
+
+def wants_event_stream(environ: WSGIEnvironment) -> bool:
+    """Whether the client says it reads ``text/event-stream`` (every ``EventSource`` does)."""
+    return "text/event-stream" in str(environ.get("HTTP_ACCEPT", ""))
+
+
+def client_socket(environ: WSGIEnvironment) -> Any:
+    """The client's socket where the server exposes it (gunicorn, Werkzeug, gevent).
+
+    Duck-typed: without monkey-patching, gevent's socket class is not ``socket.socket``.
+    Returns ``None`` when the server hides it (waitress, uWSGI, ...).
+    """
     raw: Any = getattr(getattr(environ.get("wsgi.input"), "rfile", None), "raw", None)
-    candidate = getattr(raw, "_sock", None)
-    return candidate if isinstance(candidate, socket.socket) else None
+    # gevent.pywsgi exposes no socket, but its input stream reads from the socket's file.
+    for candidate in (
+        environ.get("gunicorn.socket"),
+        environ.get("werkzeug.socket"),
+        getattr(raw, "_sock", None),
+    ):
+        if callable(getattr(candidate, "setsockopt", None)) and hasattr(candidate, "family"):
+            return candidate
+    return None
 
 
 def set_no_delay(environ: WSGIEnvironment) -> None:

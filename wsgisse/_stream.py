@@ -10,13 +10,16 @@ written at all.
 from __future__ import annotations
 
 import queue
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
+from . import _lifecycle
 from ._channel import Subscription
 from ._errors import SubscriptionClosedError
 from ._event import ServerSentEvent
-from ._sync import Handoff, HandoffClosed, spawn_worker
+from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
 
 __all__ = ["DEFAULT_HEADERS", "EventStream", "encode_item"]
 
@@ -34,6 +37,8 @@ _HEARTBEAT = b":\n\n"
 
 class _Source(Protocol):
     def get(self, block: bool = True, timeout: float | None = None) -> bytes: ...
+
+    def end(self, reason: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -87,9 +92,31 @@ class _IterableSource:
                 raise exc.__cause__ from None
             raise SubscriptionClosedError("finished") from None
 
+    def end(self, reason: str) -> None:
+        del reason
+        self._handoff.abort()
+
     def close(self) -> None:
         self._handoff.close()
+        # Interrupting a greenlet is only safe from its own thread: close() is called by
+        # the server that iterates the stream, on that thread.
         self._interrupt()
+
+
+class _SubscriptionSource:
+    __slots__ = ("_subscription",)
+
+    def __init__(self, subscription: Subscription) -> None:
+        self._subscription = subscription
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        return self._subscription.get(block, timeout)
+
+    def end(self, reason: str) -> None:
+        self._subscription.close(reason)
+
+    def close(self) -> None:
+        self._subscription.close()
 
 
 class EventStream:
@@ -106,14 +133,20 @@ class EventStream:
             gone client within that time.
         retry: the reconnection delay in milliseconds sent to the client first
             (``None``: leave the browser's default, about 3 s).
-        on_close: called once, when the stream is closed.
+        retry_jitter: when wsgisse ends the stream on purpose (shutdown, lifetime), the
+            farewell's ``retry`` is ``retry`` plus up to this many milliseconds, so that
+            clients spread their reconnects.
+        max_lifetime: end the stream after about this many seconds (a random 75-100 %
+            of it, so that streams opened together do not all end together); the client
+            reconnects at once, possibly to a less loaded worker. ``None``: no limit.
+        on_close: called once, with the stream, when the stream is closed.
 
     The first chunk is ready at once, so that the server sends the headers and the
     browser fires ``open`` without waiting for an event. ``close()`` (called by the
-    server) ends the subscription or the worker exactly once, from any thread.
+    server) ends the subscription or the worker exactly once.
 
     Raises:
-        ValueError: ``heartbeat`` not positive.
+        ValueError: ``heartbeat`` or ``max_lifetime`` not positive.
         InvalidEventError: ``retry`` out of range.
     """
 
@@ -128,38 +161,100 @@ class EventStream:
         *,
         heartbeat: float | None = 15.0,
         retry: int | None = 3000,
-        on_close: Callable[[], None] | None = None,
+        retry_jitter: int = 3000,
+        max_lifetime: float | None = None,
+        on_close: Callable[[EventStream], None] | None = None,
     ) -> None:
         if heartbeat is not None and not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive seconds or None, not {heartbeat!r}")
+        if max_lifetime is not None and not max_lifetime > 0:
+            raise ValueError(f"max_lifetime must be positive seconds or None, not {max_lifetime!r}")
         self._preamble: bytes | None = ServerSentEvent(comment="wsgisse", retry=retry).encode()
         self._heartbeat = heartbeat
-        self._on_close = on_close
-        self._closed = False
-        self._source: _Source = (
-            source if isinstance(source, Subscription) else _IterableSource(source)
+        self._retry = retry
+        self._retry_jitter = retry_jitter
+        self._ends_at = (
+            None
+            if max_lifetime is None
+            else time.monotonic() + max_lifetime * random.uniform(0.75, 1.0)  # noqa: S311
         )
+        self._on_close = on_close
+        self._lock = native_lock()
+        self._closed = False
+        self._end_reason: str | None = None
+        #: Bytes handed to the server so far.
+        self.bytes_sent = 0
+        self._source: _Source = (
+            _SubscriptionSource(source)
+            if isinstance(source, Subscription)
+            else _IterableSource(source)
+        )
+        _lifecycle.register(self)
+        if _lifecycle.shutting_down():
+            self.end("shutdown")
 
     def __iter__(self) -> EventStream:
         return self
 
     def __next__(self) -> bytes:
+        chunk = self._next_chunk()
+        self.bytes_sent += len(chunk)
+        return chunk
+
+    def _next_chunk(self) -> bytes:
         preamble = self._preamble
         if preamble is not None:
             self._preamble = None
             return preamble
+        timeout = self._heartbeat
+        if self._ends_at is not None:
+            remaining = self._ends_at - time.monotonic()
+            if remaining <= 0:
+                self.end("lifetime")
+            elif timeout is None or remaining < timeout:
+                timeout = remaining
         try:
-            return self._source.get(True, self._heartbeat)
+            return self._source.get(True, timeout)
         except queue.Empty:
+            if self._ends_at is not None and time.monotonic() >= self._ends_at:
+                return self._next_chunk()
             return _HEARTBEAT
-        except SubscriptionClosedError:
+        except SubscriptionClosedError as ended:
+            reason = self._end_reason or ended.reason
+            with self._lock:
+                self._end_reason = "ended"
+            if reason in _FAREWELL_REASONS:
+                return _lifecycle.farewell(reason, self._retry, self._retry_jitter)
             raise StopIteration from None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the server has closed the stream."""
+        return self._closed
+
+    def end(self, reason: str) -> None:
+        """End the stream on purpose, from any thread: it writes what is pending, then a
+        :data:`~wsgisse.END_EVENT` farewell with a jittered ``retry``, then stops.
+
+        ``reason`` is ``"shutdown"``, ``"lifetime"``, ``"capacity"`` or ``"revoked"``
+        (see :data:`~wsgisse.END_EVENT`). Idempotent.
+        """
+        with self._lock:
+            if self._end_reason is not None or self._closed:
+                return
+            self._end_reason = reason
+        self._source.end(reason)
 
     def close(self) -> None:
         """End the stream and release what it holds; idempotent, safe from any thread."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._source.close()
+        _lifecycle.unregister(self)
         if self._on_close is not None:
-            self._on_close()
+            self._on_close(self)
+
+
+_FAREWELL_REASONS = frozenset({"shutdown", "lifetime", "capacity", "revoked"})

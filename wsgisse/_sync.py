@@ -38,6 +38,7 @@ __all__ = [
     "make_waiter",
     "native_lock",
     "native_thread_id",
+    "spawn_native_thread",
     "spawn_worker",
     "wake_all",
 ]
@@ -199,12 +200,17 @@ def spawn_worker(target: Callable[[], None], name: str) -> Callable[[], None]:
             worker.kill(block=False)
 
         return interrupt
-    start_new_thread: Callable[..., int] = _original("_thread", "start_new_thread")
-    if start_new_thread is _thread.start_new_thread and not _threading_patched():
-        threading.Thread(target=target, name=name, daemon=True).start()
-    else:
-        start_new_thread(target, ())
+    spawn_native_thread(target, name)
     return _no_interrupt
+
+
+def spawn_native_thread(target: Callable[[], object], name: str) -> None:
+    """Run ``target`` in a new native daemon thread, even in a gevent-patched process."""
+    if not _threading_patched():
+        threading.Thread(target=target, name=name, daemon=True).start()
+        return
+    start_new_thread: Callable[..., int] = _original("_thread", "start_new_thread")
+    start_new_thread(target, ())
 
 
 def _no_interrupt() -> None:
@@ -307,6 +313,18 @@ class Handoff:
         if producer is not None:
             wake_all([producer])
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def abort(self) -> None:
+        """End the hand-off from any thread: the consumer gets what is pending, then EOF.
+
+        The producer's next :meth:`put` raises HandoffClosed.
+        """
+        with self._lock:
+            self._gone = True
+            self._finished = True
+            waiters = [w for w in (self._consumer, self._producer) if w is not None]
+            self._consumer = None
+        wake_all(waiters)
 
     def close(self) -> None:
         """The consumer is gone: a producer blocked in :meth:`put` raises HandoffClosed."""

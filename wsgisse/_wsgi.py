@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
-from ._errors import ChannelClosedError
-from ._request import BadRequest, last_event_id, set_no_delay, stream_method
+from ._endpoint import SSEApp, _plain
+from ._request import BadRequest, set_no_delay, stream_method
 from ._stream import EventStream
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
+    from ._endpoint import ChannelSource
+
 __all__ = ["SSEMiddleware", "stream_response"]
-
-
-def _plain(
-    start_response: StartResponse,
-    status: str,
-    message: str,
-    headers: Iterable[tuple[str, str]] = (),
-) -> list[bytes]:
-    body = (message + "\n").encode()
-    start_response(
-        status,
-        [
-            ("Content-Type", "text/plain; charset=utf-8"),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            *headers,
-        ],
-    )
-    return [body]
 
 
 def stream_response(
@@ -42,13 +25,14 @@ def stream_response(
     *,
     heartbeat: float | None = 15.0,
     retry: int | None = 3000,
+    max_lifetime: float | None = None,
 ) -> Iterable[bytes]:
     """Answer a WSGI request with an event stream and return the body iterable.
 
     ``source`` is a :class:`~wsgisse.Channel` (the client is subscribed, resuming from its
-    ``Last-Event-ID`` header or ``lastEventId`` query parameter) or any iterable or
-    generator of events (see :class:`~wsgisse.EventStream`). Use it from a plain WSGI app
-    or view::
+    ``Last-Event-ID`` header or ``lastEventId`` query parameter; see :class:`SSEApp` for
+    every option of a channel endpoint) or any iterable or generator of events (see
+    :class:`~wsgisse.EventStream`). From a plain WSGI app or view::
 
         def app(environ, start_response):
             return wsgisse.stream_response(environ, start_response, ticks())
@@ -57,30 +41,24 @@ def stream_response(
     ``400``, and a closed channel ``204 No Content`` (which tells a browser to stop
     reconnecting); none of them raises.
     """
+    if isinstance(source, Channel):
+        app = SSEApp(source, heartbeat=heartbeat, retry=retry, max_lifetime=max_lifetime)
+        return app(environ, start_response)
     try:
         method = stream_method(environ)
-        resume_from = last_event_id(environ) if isinstance(source, Channel) else None
     except BadRequest as refusal:
         return _plain(start_response, refusal.status, refusal.message, refusal.headers)
     if method == "HEAD":
         start_response(EventStream.status, list(EventStream.headers))
         return []
-    if isinstance(source, Channel):
-        try:
-            subscription = source.subscribe(resume_from)
-        except ChannelClosedError:
-            start_response("204 No Content", [("Cache-Control", "no-store")])
-            return []
-        stream = EventStream(subscription, heartbeat=heartbeat, retry=retry)
-    else:
-        stream = EventStream(source, heartbeat=heartbeat, retry=retry)
+    stream = EventStream(source, heartbeat=heartbeat, retry=retry, max_lifetime=max_lifetime)
     set_no_delay(environ)
     start_response(EventStream.status, list(EventStream.headers))
     return stream
 
 
 class SSEMiddleware:
-    """Serve a channel's event stream at ``path`` and pass every other request on.
+    """Serve channels' event streams at ``path`` and pass every other request on.
 
     ::
 
@@ -90,32 +68,24 @@ class SSEMiddleware:
 
     Args:
         app: the WSGI application to wrap.
-        channel: the channel to serve.
+        channels: a channel, or channels by name (see :class:`SSEApp`).
         path: the URL path of the stream (matched against ``PATH_INFO``).
-        heartbeat: seconds of silence before a heartbeat comment (see
-            :class:`~wsgisse.EventStream`).
-        retry: the reconnection delay, in milliseconds, sent first.
+        **options: every option of :class:`SSEApp` (heartbeat, retry, authorize, cors,
+            max_connections, ...).
+
+    Attributes:
+        endpoint: the :class:`SSEApp` serving ``path`` (its ``stats``, ``revoke()``).
     """
 
     def __init__(
-        self,
-        app: WSGIApplication,
-        channel: Channel,
-        path: str = "/events",
-        *,
-        heartbeat: float | None = 15.0,
-        retry: int | None = 3000,
+        self, app: WSGIApplication, channels: ChannelSource, path: str = "/events", **options: Any
     ) -> None:
         self.app = app
-        self.channel = channel
         self.path = path
-        self.heartbeat = heartbeat
-        self.retry = retry
+        self.endpoint = SSEApp(channels, **options)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer a stream request, or hand the request to the wrapped app."""
         if environ.get("PATH_INFO", "") != self.path:
             return self.app(environ, start_response)
-        return stream_response(
-            environ, start_response, self.channel, heartbeat=self.heartbeat, retry=self.retry
-        )
+        return self.endpoint(environ, start_response)

@@ -10,6 +10,8 @@ Routes:
     publishes from a native OS thread (the original, unpatched ``_thread`` even under
     gevent's monkey-patching), as a library's worker thread would; it answers once that
     thread has finished.
+``GET /nodelay``
+    JSON ``{"nodelay": 1}`` when wsgisse found this request's socket and turned Nagle off.
 ``GET /stats``
     JSON: ``{"pid": ..., "subscribers": ..., "last_event_id": ...}``.
 """
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 import wsgisse
+from wsgisse._request import client_socket, set_no_delay
 from wsgisse._sync import current_hub
 
 if TYPE_CHECKING:
@@ -73,6 +77,11 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
         else:
             work()
         return _json(start_response, {"ids": ids})
+    if path == "/nodelay":
+        set_no_delay(environ)
+        sock = client_socket(environ)
+        flag = None if sock is None else sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        return _json(start_response, {"nodelay": flag})
     if path == "/stats":
         return _json(
             start_response,

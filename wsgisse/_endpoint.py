@@ -1,0 +1,377 @@
+"""SSEApp: the WSGI application that serves channels to browsers, with the door policy.
+
+It owns what happens between a stream request and its first byte: the method, CORS,
+the channels asked for, authorization, connection caps, and then the stream itself
+(one channel, or several multiplexed). Everything it refuses is answered with a clear
+status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from . import _lifecycle
+from ._channel import Channel
+from ._cors import CORS
+from ._errors import ChannelClosedError
+from ._multiplex import MultiSubscription
+from ._request import (
+    BadRequest,
+    client_address,
+    last_event_id,
+    origin,
+    requested_channels,
+    set_no_delay,
+    stream_method,
+    wants_event_stream,
+)
+from ._stats import Stats
+from ._stream import EventStream
+from ._sync import current_hub, native_lock
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["Authorizer", "ChannelSource", "SSEApp"]
+
+log = logging.getLogger("wsgisse")
+
+#: What an ``authorize`` hook returns: ``True`` (allowed), a user name (allowed, and
+#: tagged so that :meth:`SSEApp.revoke` can find the user's streams), ``None`` (not
+#: authenticated: 401), ``False`` (not allowed: 403), or an HTTP status code to answer
+#: with (``204`` tells a browser to stop reconnecting for good).
+Decision = bool | str | int | None
+Authorizer = Callable[["WSGIEnvironment", tuple[str, ...]], Decision]
+ChannelSource = Channel | Mapping[str, Channel] | Callable[[str], Channel | None]
+
+_STATUS = {
+    204: "204 No Content",
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    429: "429 Too Many Requests",
+    503: "503 Service Unavailable",
+}
+
+
+def _plain(
+    start_response: StartResponse,
+    status: str,
+    message: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> list[bytes]:
+    """A short plain-text answer (no body at all for a 204)."""
+    if status.startswith("204"):
+        start_response(status, [("Cache-Control", "no-store"), *headers])
+        return []
+    body = (message + "\n").encode()
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            *headers,
+        ],
+    )
+    return [body]
+
+
+class SSEApp:
+    """A WSGI application that streams channels to clients.
+
+    Args:
+        channels: one :class:`~wsgisse.Channel` (served at any URL), or several by name:
+            a mapping, or a function from a name to a channel (``None`` for unknown). A
+            client names the channels with ``?channel=a&channel=b``; several are
+            multiplexed over one stream, with a ``Last-Event-ID`` that resumes them all.
+        heartbeat: seconds of silence before a heartbeat comment (see
+            :class:`~wsgisse.EventStream`).
+        retry: the reconnection delay, in milliseconds, sent first.
+        retry_jitter: the spread, in milliseconds, added to ``retry`` when streams are
+            ended on purpose, so that clients do not all come back at once.
+        max_lifetime: end each stream after about this many seconds (randomised), so
+            that long-lived connections rebalance across workers; clients reconnect at
+            once and resume. ``None``: streams live as long as the client.
+        authorize: a hook ``authorize(environ, channel_names)`` deciding who may read;
+            see :data:`Decision`. It sees cookies, headers and the query string.
+        cors: the cross-origin policy; ``None`` adds no CORS header (same origin only).
+        max_connections: streams this endpoint serves at once; past it a browser gets a
+            200 stream carrying a long, jittered ``retry`` and is closed (an
+            ``EventSource`` treats any non-200 answer as fatal and never comes back),
+            and a client that does not accept ``text/event-stream`` gets ``503`` with
+            ``Retry-After``.
+        max_connections_per_client: the same, per client address (``REMOTE_ADDR``).
+        capacity_retry: the ``retry`` (ms) told to clients refused for capacity.
+        max_channels: the most channels one stream may ask for.
+        channel_parameter: the query parameter that names channels.
+        stats: where to count (share one :class:`~wsgisse.Stats` between endpoints to
+            sum them); by default a new one, readable as :attr:`stats`.
+
+    Raises:
+        ValueError: a limit below 1.
+    """
+
+    def __init__(  # noqa: PLR0913 - every option is keyword-only and named at each call
+        self,
+        channels: ChannelSource,
+        *,
+        heartbeat: float | None = 15.0,
+        retry: int | None = 3000,
+        retry_jitter: int = 3000,
+        max_lifetime: float | None = None,
+        authorize: Authorizer | None = None,
+        cors: CORS | None = None,
+        max_connections: int | None = None,
+        max_connections_per_client: int | None = None,
+        capacity_retry: int = 30_000,
+        max_channels: int = 16,
+        channel_parameter: str = "channel",
+        stats: Stats | None = None,
+    ) -> None:
+        for name, limit in (
+            ("max_connections", max_connections),
+            ("max_connections_per_client", max_connections_per_client),
+            ("max_channels", max_channels),
+        ):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1, not {limit}")
+        self._channels = channels
+        self.heartbeat = heartbeat
+        self.retry = retry
+        self.retry_jitter = retry_jitter
+        self.max_lifetime = max_lifetime
+        self.authorize = authorize
+        self.cors = cors
+        self.max_connections = max_connections
+        self.max_connections_per_client = max_connections_per_client
+        self.capacity_retry = capacity_retry
+        self.max_channels = max_channels
+        self.channel_parameter = channel_parameter
+        self.stats = Stats() if stats is None else stats
+        if isinstance(channels, Channel):
+            self.stats.track_channel(channels)
+        elif isinstance(channels, Mapping):
+            for channel in channels.values():
+                self.stats.track_channel(channel)
+        self._lock = native_lock()
+        self._live: dict[EventStream, tuple[str | None, tuple[str, ...], str]] = {}
+        self._per_client: dict[str, int] = {}
+        self._checked_server = False
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Answer one stream request (or its CORS preflight)."""
+        cors_headers: list[tuple[str, str]] = []
+        try:
+            request_origin = origin(environ)
+            if str(environ.get("REQUEST_METHOD", "")).upper() == "OPTIONS":
+                return self._preflight(environ, start_response, request_origin)
+            if self.cors is not None:
+                allowed = self.cors.response_headers(request_origin)
+                if allowed is None:
+                    raise BadRequest(
+                        _STATUS[403], "this origin may not read the stream", reason="origin"
+                    )
+                cors_headers = allowed
+            return self._serve(environ, start_response, cors_headers)
+        except BadRequest as refusal:
+            self.stats.refused(refusal.reason)
+            message = "" if refusal.status.startswith("204") else refusal.message
+            return _plain(
+                start_response, refusal.status, message, [*refusal.headers, *cors_headers]
+            )
+
+    def _serve(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        cors_headers: list[tuple[str, str]],
+    ) -> Iterable[bytes]:
+        method = stream_method(environ)
+        names = requested_channels(environ, self.channel_parameter, self.max_channels)
+        resume_from = last_event_id(environ)
+        channels = self._resolve(names)
+        user = self._authorized_user(environ, channels)
+        if method == "HEAD":
+            start_response(EventStream.status, [*EventStream.headers, *cors_headers])
+            return []
+        self._check_server(environ)
+        address = client_address(environ)
+        if not self._admit(address):
+            return self._refuse_for_capacity(environ, start_response, cors_headers)
+        try:
+            source = (
+                channels[0].subscribe(resume_from)
+                if len(channels) == 1
+                else MultiSubscription(channels, resume_from)
+            )
+        except ChannelClosedError:
+            self._release(address)
+            raise BadRequest(_STATUS[204], "", reason="closed") from None
+        stream = EventStream(
+            source,  # type: ignore[arg-type]
+            heartbeat=self.heartbeat,
+            retry=self.retry,
+            retry_jitter=self.retry_jitter,
+            max_lifetime=self.max_lifetime,
+            on_close=self._stream_closed,
+        )
+        with self._lock:
+            self._live[stream] = (user, tuple(channel.name for channel in channels), address)
+        self.stats.opened(stream)
+        set_no_delay(environ)
+        start_response(EventStream.status, [*EventStream.headers, *cors_headers])
+        return stream
+
+    def _authorized_user(self, environ: WSGIEnvironment, channels: list[Channel]) -> str | None:
+        """The user the ``authorize`` hook admitted (``None``: anonymous or no hook).
+
+        Raises:
+            BadRequest: the hook refused (401, 403, or the status it returned).
+        """
+        if self.authorize is None:
+            return None
+        decision = self.authorize(environ, tuple(channel.name for channel in channels))
+        if decision is True:
+            return None
+        if isinstance(decision, str):
+            return decision
+        code = 401 if decision is None else 403 if decision is False else int(decision)
+        reason = {401: "unauthorized", 204: "stopped"}.get(code, "forbidden")
+        raise BadRequest(_STATUS.get(code, f"{code} Refused"), "access refused", reason=reason)
+
+    def revoke(self, *, user: str | None = None, channel: str | None = None) -> int:
+        """End the live streams of ``user`` and/or of ``channel`` at once.
+
+        Each gets a :data:`~wsgisse.END_EVENT` with reason ``"revoked"`` (a page should
+        close its ``EventSource`` on it) and is closed; the ``authorize`` hook must also
+        refuse the client from now on, or it will reconnect. Returns how many streams
+        were ended.
+
+        Raises:
+            ValueError: neither ``user`` nor ``channel`` given.
+        """
+        if user is None and channel is None:
+            raise ValueError("revoke needs a user, a channel, or both")
+        with self._lock:
+            chosen = [
+                stream
+                for stream, (stream_user, names, _) in self._live.items()
+                if (user is None or stream_user == user) and (channel is None or channel in names)
+            ]
+        for stream in chosen:
+            stream.end("revoked")
+        return len(chosen)
+
+    @property
+    def connected(self) -> int:
+        """How many streams this endpoint serves now."""
+        with self._lock:
+            return len(self._live)
+
+    def _resolve(self, names: Sequence[str]) -> list[Channel]:
+        source = self._channels
+        if isinstance(source, Channel):
+            if names and names != (source.name,):
+                raise BadRequest(_STATUS[404], f"no channel {names[0]!r} here")
+            return [source]
+        if not names:
+            raise BadRequest(
+                _STATUS[400], f"name a channel: ?{self.channel_parameter}=NAME (several allowed)"
+            )
+        found: list[Channel] = []
+        for name in names:
+            channel = source.get(name) if isinstance(source, Mapping) else source(name)
+            if channel is None:
+                raise BadRequest(_STATUS[404], f"no channel {name!r} here")
+            if not isinstance(source, Mapping):
+                self.stats.track_channel(channel)
+            found.append(channel)
+        return found
+
+    def _admit(self, address: str) -> bool:
+        """Take a connection slot for ``address``, if one is free."""
+        process_limit = _lifecycle.stream_limit()
+        with self._lock:
+            if (
+                (self.max_connections is not None and len(self._live) >= self.max_connections)
+                or (process_limit is not None and _lifecycle.live_streams() >= process_limit)
+                or (
+                    self.max_connections_per_client is not None
+                    and self._per_client.get(address, 0) >= self.max_connections_per_client
+                )
+            ):
+                return False
+            self._per_client[address] = self._per_client.get(address, 0) + 1
+            return True
+
+    def _refuse_for_capacity(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        cors_headers: list[tuple[str, str]],
+    ) -> list[bytes]:
+        """Tell a full server's client to come back later, in words it will act on.
+
+        An ``EventSource`` gives up for good on any status but 200, so a browser gets a
+        200 stream holding only a long, jittered ``retry`` and is closed: it comes back
+        by itself. A client that does not ask for ``text/event-stream`` gets ``503``.
+        """
+        seconds = str(max(1, self.capacity_retry // 1000))
+        if not wants_event_stream(environ):
+            raise BadRequest(
+                _STATUS[503],
+                f"too many event streams; retry in {seconds} s",
+                [("Retry-After", seconds)],
+                reason="capacity",
+            )
+        self.stats.refused("capacity")
+        start_response(EventStream.status, [*EventStream.headers, *cors_headers])
+        return [_lifecycle.farewell("capacity", self.capacity_retry, self.capacity_retry)]
+
+    def _release(self, address: str) -> None:
+        with self._lock:
+            left = self._per_client.get(address, 0) - 1
+            if left > 0:
+                self._per_client[address] = left
+            else:
+                self._per_client.pop(address, None)
+
+    def _stream_closed(self, stream: EventStream) -> None:
+        with self._lock:
+            entry = self._live.pop(stream, None)
+        if entry is not None:
+            self._release(entry[2])
+        self.stats.closed(stream)
+
+    def _preflight(
+        self, environ: WSGIEnvironment, start_response: StartResponse, request_origin: str | None
+    ) -> list[bytes]:
+        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        headers = None if self.cors is None else self.cors.preflight_headers(request_origin, method)
+        if headers is None:
+            return _plain(start_response, _STATUS[403], "preflight refused")
+        start_response("204 No Content", headers)
+        return []
+
+    def _check_server(self, environ: WSGIEnvironment) -> None:
+        """Once: warn about a server that cannot hold streams, and end streams on SIGTERM."""
+        if self._checked_server:
+            return
+        self._checked_server = True
+        software = str(environ.get("SERVER_SOFTWARE", ""))
+        if not software.startswith("gunicorn"):
+            return
+        if current_hub() is None and not environ.get("wsgi.multithread"):
+            log.error(
+                "wsgisse: gunicorn's sync worker serves one request at a time per process, "
+                "so each event stream pins a whole worker. Run gunicorn with -k gevent "
+                "(pip install gevent) or -k gthread --threads N."
+            )
+        # In a gevent worker requests run on the main thread, which may chain handlers;
+        # a gthread worker needs wsgisse.integrations.gunicorn's hook instead.
+        _lifecycle.chain_shutdown_signals()

@@ -1,0 +1,178 @@
+"""The life of a process' streams: shutdown, reload, and the servers' signals.
+
+A WSGI server stops (SIGTERM) or reloads (SIGHUP, which makes gunicorn's master replace
+its workers with a SIGTERM each) by closing its listeners and waiting for the open
+requests to finish. An event stream never finishes by itself, so without help gunicorn
+waits its whole ``graceful_timeout`` and then kills the worker, and the app's
+``finally`` blocks never run. :func:`shutdown` ends every stream of the process on
+purpose instead: each writes what it has pending, then a farewell event with a jittered
+``retry`` (so that clients spread their reconnects over the new workers), and closes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import random
+import signal
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ._event import ServerSentEvent
+from ._sync import native_lock, spawn_native_thread
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+__all__ = [
+    "END_EVENT",
+    "chain_shutdown_signals",
+    "farewell",
+    "register",
+    "set_stream_limit",
+    "shutdown",
+    "shutting_down",
+    "stream_limit",
+]
+
+#: The event type of the last event a stream sends when wsgisse ends it on purpose. Its
+#: data is JSON ``{"reason": ...}``: ``"shutdown"`` (the server is stopping or reloading),
+#: ``"lifetime"`` (the stream reached its maximum age), ``"capacity"`` (the server is
+#: full: come back later) or ``"revoked"`` (the client lost access: do not come back).
+#: For the first three the browser reconnects by itself after the ``retry`` sent with
+#: it; on ``"revoked"`` a page should call ``source.close()``.
+END_EVENT = "wsgisse-end"
+
+
+class _Endable(Protocol):
+    def end(self, reason: str) -> None: ...
+
+
+_lock = native_lock()
+_streams: weakref.WeakSet[_Endable] = weakref.WeakSet()
+_state = {"shutting_down": False, "atexit": False}
+_limit: list[int | None] = [None]
+_chained: set[Callable[[int, FrameType | None], None]] = set()
+
+
+def farewell(reason: str, retry: int | None, jitter: int) -> bytes:
+    """The last frame of a stream ended on purpose: :data:`END_EVENT` with a retry.
+
+    The retry is ``retry`` plus a random share of ``jitter`` milliseconds, so that
+    thousands of clients told to reconnect at once do not all come back at once.
+    """
+    delay = None if retry is None else retry + random.randint(0, max(jitter, 0))  # noqa: S311
+    data = json.dumps({"reason": reason}, separators=(",", ":"))
+    return ServerSentEvent(data, event=END_EVENT, retry=delay).encode()
+
+
+def register(stream: _Endable) -> None:
+    """Track a live stream so that :func:`shutdown` can end it.
+
+    The first registration also makes the process end its streams when the interpreter
+    exits (the Werkzeug reloader restarts its child process with ``sys.exit``).
+    """
+    with _lock:
+        _streams.add(stream)
+        if _state["atexit"]:
+            return
+        _state["atexit"] = True
+    atexit.register(shutdown, timeout=1.0)
+
+
+def unregister(stream: _Endable) -> None:
+    """Stop tracking a stream (it has closed)."""
+    with _lock:
+        _streams.discard(stream)
+
+
+def live_streams() -> int:
+    """How many streams are open in this process."""
+    with _lock:
+        return len(_streams)
+
+
+def stream_limit() -> int | None:
+    """The most streams this process may hold at once (``None``: no limit)."""
+    return _limit[0]
+
+
+def set_stream_limit(limit: int | None) -> None:
+    """Cap the streams of the whole process (a thread-per-request server's threads).
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"the stream limit must be at least 1, not {limit}")
+    _limit[0] = limit
+
+
+def shutting_down() -> bool:
+    """Whether :func:`shutdown` has begun in this process."""
+    return _state["shutting_down"]
+
+
+def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
+    """End every open stream of the process on purpose, and return how many there were.
+
+    Each stream writes what it has pending, then a :data:`END_EVENT` event with a
+    jittered ``retry``, and closes; streams opened afterwards get the same farewell at
+    once. Waits up to ``timeout`` seconds for the streams to close (cooperatively under
+    gevent). Call it before stopping a server: ``wsgisse.shutdown(); server.stop()``.
+    """
+    with _lock:
+        _state["shutting_down"] = True
+        streams = list(_streams)
+    for stream in streams:
+        stream.end(reason)
+    deadline = time.monotonic() + timeout
+    sleep = _cooperative_sleep()
+    while live_streams() and time.monotonic() < deadline:
+        sleep(0.01)
+    return len(streams)
+
+
+def _cooperative_sleep() -> Callable[[float], None]:
+    hub_local = sys.modules.get("gevent._hub_local")
+    if hub_local is not None and hub_local.get_hub_if_exists() is not None:
+        import gevent  # noqa: PLC0415 - only in a process that already runs gevent
+
+        return gevent.sleep  # type: ignore[no-any-return]
+    return time.sleep
+
+
+def chain_shutdown_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> bool:
+    """Make ``signals`` start :func:`shutdown` before the handler already installed runs.
+
+    Only the main thread can install signal handlers: elsewhere this does nothing and
+    returns ``False``. The shutdown runs in a new native thread, never inside the signal
+    handler, which may have interrupted code holding one of wsgisse's locks.
+    """
+    installed = False
+    for signum in signals:
+        try:
+            previous = signal.getsignal(signum)
+            if previous in _chained:
+                continue
+            signal.signal(signum, _chained_handler(previous))
+        except ValueError:  # Not the main thread.
+            return installed
+        installed = True
+    return installed
+
+
+def _chained_handler(previous: Any) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        spawn_native_thread(shutdown, name="wsgisse shutdown")
+        if callable(previous):
+            previous(signum, frame)
+        elif previous == signal.SIG_DFL:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    _chained.add(handler)
+    return handler
