@@ -213,7 +213,7 @@ class SSEApp:
             self._release(address)
             raise BadRequest(_STATUS[204], "", reason="closed") from None
         stream = EventStream(
-            source,  # type: ignore[arg-type]
+            source,
             heartbeat=self.heartbeat,
             retry=self.retry,
             retry_jitter=self.retry_jitter,

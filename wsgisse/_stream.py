@@ -19,6 +19,7 @@ from . import _lifecycle
 from ._channel import Subscription
 from ._errors import SubscriptionClosedError
 from ._event import ServerSentEvent
+from ._multiplex import MultiSubscription
 from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
 
 __all__ = ["DEFAULT_HEADERS", "EventStream", "encode_item"]
@@ -157,7 +158,7 @@ class EventStream:
 
     def __init__(
         self,
-        source: Subscription | Iterable[object],
+        source: Subscription | MultiSubscription | Iterable[object],
         *,
         heartbeat: float | None = 15.0,
         retry: int | None = 3000,
@@ -184,11 +185,13 @@ class EventStream:
         self._end_reason: str | None = None
         #: Bytes handed to the server so far.
         self.bytes_sent = 0
-        self._source: _Source = (
-            _SubscriptionSource(source)
-            if isinstance(source, Subscription)
-            else _IterableSource(source)
-        )
+        self._source: _Source
+        if isinstance(source, Subscription):
+            self._source = _SubscriptionSource(source)
+        elif isinstance(source, MultiSubscription):
+            self._source = source
+        else:
+            self._source = _IterableSource(source)
         _lifecycle.register(self)
         if _lifecycle.shutting_down():
             self.end("shutdown")

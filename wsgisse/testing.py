@@ -295,16 +295,22 @@ class SSETestClient:
     ) -> StreamResponse:
         """Open ``path`` and return the response once its status and headers are sent.
 
+        ``path`` may hold a query string (``"/events?channel=a&channel=b"``); ``query``
+        adds to it.
+
         Use it as a context manager, or call :meth:`StreamResponse.close`, to disconnect.
 
         Raises:
             TimeoutError: the app did not start a response within ``timeout`` seconds.
         """
+        path, _, query_string = path.partition("?")
+        if query:
+            query_string = "&".join(filter(None, (query_string, urlencode(query))))
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
             "SCRIPT_NAME": "",
             "PATH_INFO": path,
-            "QUERY_STRING": urlencode(query or {}),
+            "QUERY_STRING": query_string,
             "wsgi.input": io.BytesIO(b""),
         }
         setup_testing_defaults(environ)

@@ -23,7 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import wsgisse
@@ -94,6 +94,15 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
     return _json(start_response, {"error": "not found"}, "404 Not Found")
 
 
-app = wsgisse.SSEMiddleware(
+_served = wsgisse.SSEMiddleware(
     _app, channel, "/events", heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "0.2"))
 )
+
+
+def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """Every answer says which worker process gave it (``X-Worker-Pid``)."""
+
+    def tagged(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, [*headers, ("X-Worker-Pid", str(os.getpid()))], exc_info)
+
+    return _served(environ, tagged)
