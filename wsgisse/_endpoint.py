@@ -22,8 +22,8 @@ from ._request import (
     client_address,
     last_event_id,
     origin,
+    prepare_stream_socket,
     requested_channels,
-    set_no_delay,
     stream_method,
     wants_event_stream,
 )
@@ -111,6 +111,10 @@ class SSEApp:
         channel_parameter: the query parameter that names channels.
         stats: where to count (share one :class:`~wsgisse.Stats` between endpoints to
             sum them); by default a new one, readable as :attr:`stats`.
+        write_timeout: seconds a write to a client may block before the client is
+            dropped (it stopped reading, or vanished without closing); enforced where the
+            server exposes the socket (gunicorn, gevent, Werkzeug). 30 s lets a slow
+            mobile link through; ``None``: never.
 
     Raises:
         ValueError: a limit below 1.
@@ -132,6 +136,7 @@ class SSEApp:
         max_channels: int = 16,
         channel_parameter: str = "channel",
         stats: Stats | None = None,
+        write_timeout: float | None = 30.0,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -153,6 +158,7 @@ class SSEApp:
         self.max_channels = max_channels
         self.channel_parameter = channel_parameter
         self.stats = Stats() if stats is None else stats
+        self.write_timeout = write_timeout
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -223,7 +229,7 @@ class SSEApp:
         with self._lock:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
         self.stats.opened(stream)
-        set_no_delay(environ)
+        prepare_stream_socket(environ, self.write_timeout)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
         return stream
 

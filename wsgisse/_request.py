@@ -22,6 +22,7 @@ __all__ = [
     "client_address",
     "last_event_id",
     "origin",
+    "prepare_stream_socket",
     "requested_channels",
     "set_no_delay",
     "stream_method",
@@ -192,9 +193,29 @@ def set_no_delay(environ: WSGIEnvironment) -> None:
     Without it a small event written after another waits for the previous one's ACK
     (about 40 ms with delayed ACKs): gevent's server leaves Nagle on.
     """
+    prepare_stream_socket(environ, write_timeout=None)
+
+
+def prepare_stream_socket(environ: WSGIEnvironment, write_timeout: float | None) -> bool:
+    """Make the client's socket fit for a stream; ``False`` if the server hides it.
+
+    * ``TCP_NODELAY``: small events leave at once (see :func:`set_no_delay`).
+    * a send timeout of ``write_timeout`` seconds: a client that stops reading fills its
+      TCP window, and the server's write then fails after that long instead of holding
+      the connection (and a greenlet or thread) forever.
+    * ``TCP_USER_TIMEOUT`` (Linux) of the same length: a client that vanished without a
+      FIN never acknowledges the heartbeats, and the kernel fails the connection after
+      that long instead of retransmitting for about 15 minutes.
+    """
     sock = client_socket(environ)
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return
+        return False
     # The client may already be gone; the first write will tell.
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if write_timeout is not None:
+            sock.settimeout(write_timeout)
+            user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+            if user_timeout is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, user_timeout, int(write_timeout * 1000))
+    return True

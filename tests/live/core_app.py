@@ -5,8 +5,9 @@ Routes:
 ``GET /events``
     The channel's event stream (heartbeat from ``$WSGISSE_HEARTBEAT``, default 0.2 s, so
     that a gone client is noticed quickly).
-``POST /publish?data=D&count=N&event=E&via=thread|request``
-    Publishes N events (data ``D``, or ``0``..``N-1`` when ``D`` is absent). ``via=thread``
+``POST /publish?data=D&count=N&event=E&size=S&via=thread|request``
+    Publishes N events (data ``D``, or ``0``..``N-1`` when ``D`` is absent, or the
+    publish time padded to ``S`` bytes). ``via=thread``
     publishes from a native OS thread (the original, unpatched ``_thread`` even under
     gevent's monkey-patching), as a library's worker thread would; it answers once that
     thread has finished.
@@ -22,6 +23,7 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -63,6 +65,8 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
     if path == "/publish" and environ["REQUEST_METHOD"] == "POST":
         count = int(query.get("count", "1"))
         data = query.get("data")
+        if "size" in query:  # a timestamp padded to size bytes, for latency runs
+            data = f"{time.time():.6f} ".ljust(int(query["size"]), "x")
         event = query.get("event")
         ids: list[str | None] = []
 
@@ -95,7 +99,11 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
 
 
 _served = wsgisse.SSEMiddleware(
-    _app, channel, "/events", heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "0.2"))
+    _app,
+    channel,
+    "/events",
+    heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "0.2")),
+    write_timeout=float(os.environ.get("WSGISSE_WRITE_TIMEOUT", "30")),
 )
 
 
