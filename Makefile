@@ -17,11 +17,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Present once `pip install -e .[dev]` has succeeded for the current packaging files.
 DEV_STAMP := $(VENV)/.wsgisse-dev-installed
-PIP_INSTALL := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off
+PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-check \
+	--progress-bar off
 PYTEST_ARGS ?=
 
-# command:package pairs for the servers and the browser the live tests start.
-SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy
+# command:package pairs for the servers and the browser the live tests start (and openssl,
+# which makes their test certificates).
+SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
+	openssl:openssl
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
@@ -87,8 +90,12 @@ fi
         printf "#!/bin/sh\nexit 101\n" > "$$policy"
         chmod 755 "$$policy"
     fi
-    apt-get update
-    apt-get install -y --no-install-recommends "$$@"
+    # Wait (bounded) for another apt run to release its lock instead of failing at once;
+    # keep existing configuration files rather than ask.
+    apt_options=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef
+                 -o Dpkg::Options::=--force-confold)
+    apt-get "$${apt_options[@]}" update
+    apt-get "$${apt_options[@]}" install -y --no-install-recommends "$$@"
 ' install-system-deps "$${missing[@]}"
 for pair in "$$@"; do
     cmd=$${pair%%:*}
@@ -129,13 +136,26 @@ coverage: system-deps $(DEV_STAMP)
 	$(BIN)/python -m coverage combine
 	$(BIN)/python -m coverage report
 
-bench: $(DEV_STAMP)
-	@if [ -d benchmarks ]; then \
-		$(BIN)/python -m benchmarks; \
-	else \
-		echo "no benchmarks/ folder yet: nothing to run" >&2; \
-		exit 1; \
-	fi
+# bench only: the benchmarks' own venv (the peers stay out of the dev venv), and extra
+# arguments, e.g. BENCH_ARGS="--only fanout-1000x10,wsgisse,nchan" (benchmarks/README.rst).
+BENCH_VENV ?= benchmarks/.venv
+BENCH_ARGS ?=
+SOAK_ARGS ?=
+.PHONY: bench-quick soak
+
+# `make bench` ~35 min, `make bench-quick` a few minutes, `make soak` (issue 5) a few
+# minutes; each installs what it needs (benchmarks/setup.sh) and stops by itself.
+bench:
+	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m benchmarks $(BENCH_ARGS)
+
+bench-quick:
+	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m benchmarks --quick $(BENCH_ARGS)
+
+soak:
+	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \

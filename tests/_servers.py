@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -56,9 +57,11 @@ __all__ = [
     "gevent_server",
     "gunicorn_gevent",
     "open_stream",
+    "port_accepts",
     "python_env",
     "redis_server",
     "running_servers",
+    "self_signed_certificate",
     "werkzeug_threaded",
 ]
 
@@ -207,6 +210,7 @@ class ServerProcess:
         self._ready = ready
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
+        self._reaped_elsewhere = False
         # Made at the first start and deleted by close(); the output stays readable.
         self.log_path: Path | None = None
         self._closed = False
@@ -274,10 +278,10 @@ class ServerProcess:
             os.close(log_fd)
             self.log_path = Path(log_name)
         self._returncode = None
+        self._reaped_elsewhere = False
         with self.log_path.open("ab") as log:
             log.write(f"--- start: {' '.join(self.argv)}\n".encode())
             log.flush()
-            # The command is the test's own, never user input.
             self._proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -391,7 +395,10 @@ class ServerProcess:
             # WNOWAIT: look without reaping, so the pid stays ours until we reap it.
             result = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return True  # reaped elsewhere; proc.wait() below copes
+            # Something else reaped it (an os.wait() in the test): its pid, and so the
+            # group id, may already name another process, which must not be signalled.
+            self._reaped_elsewhere = True
+            return True
         return result is not None
 
     def _wait_leader(self, timeout: float) -> bool:
@@ -403,7 +410,7 @@ class ServerProcess:
         return True
 
     def _kill_group(self) -> None:
-        if self._proc is None:
+        if self._proc is None or self._reaped_elsewhere:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
@@ -419,7 +426,7 @@ class ServerProcess:
         return _group_members(self._proc.pid)
 
     def _wait_group_gone(self, timeout: float) -> None:
-        if self._proc is None:
+        if self._proc is None or self._reaped_elsewhere:
             return
         pgid = self._proc.pid
         deadline = time.monotonic() + timeout
@@ -493,11 +500,24 @@ def gevent_server(
     port: int | None = None,
     pythonpath: Sequence[str | Path] = (),
     env: Mapping[str, str] | None = None,
+    tls: tuple[str | Path, str | Path] | None = None,
 ) -> ServerProcess:
-    """gevent's ``pywsgi.WSGIServer`` (monkey-patched first) serving ``app_ref``."""
+    """gevent's ``pywsgi.WSGIServer`` (monkey-patched first) serving ``app_ref``.
+
+    ``tls=(certfile, keyfile)`` serves HTTPS (see :func:`self_signed_certificate`).
+    """
     port = free_port() if port is None else port
-    argv = [sys.executable, str(LIVE_DIR / "run_gevent.py"), "--port", str(port), app_ref]
-    return ServerProcess(argv, port=port, name="gevent-pywsgi", env=python_env(pythonpath, env))
+    argv = [sys.executable, str(LIVE_DIR / "run_gevent.py"), "--port", str(port)]
+    if tls is not None:
+        argv += ["--certfile", str(tls[0]), "--keyfile", str(tls[1])]
+    argv.append(app_ref)
+    return ServerProcess(
+        argv,
+        port=port,
+        name="gevent-pywsgi",
+        env=python_env(pythonpath, env),
+        scheme="http" if tls is None else "https",
+    )
 
 
 def werkzeug_threaded(
@@ -591,6 +611,51 @@ def redis_server(port: int | None = None) -> RedisServer:
     return RedisServer(port)
 
 
+# -- TLS ------------------------------------------------------------------------------------
+
+
+def self_signed_certificate(directory: str | Path, host: str = HOST) -> tuple[Path, Path]:
+    """Make a self-signed certificate for ``host`` in ``directory``; return (cert, key).
+
+    The certificate names ``host`` as an IP address or DNS name (subjectAltName), so a
+    client that trusts it (``ssl.create_default_context(cafile=cert)``) verifies the
+    server fully; it is valid for a day. Made with the ``openssl`` program.
+    """
+    directory = Path(directory)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        socket.inet_aton(host)
+        san = f"IP:{host}"
+    except OSError:
+        san = f"DNS:{host}"
+    subprocess.run(
+        [
+            find_program("openssl"),
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName={san}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
 # -- nginx and caddy ------------------------------------------------------------------------
 # Reverse proxies go here, each a factory returning a ServerProcess like the ones above:
 #   nginx_proxy(upstream_url, *, buffering=False) -> ServerProcess
@@ -614,6 +679,7 @@ def open_stream(
     *,
     timeout: float = READ_TIMEOUT,
     last_event_id: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> EventStream:
     """GET ``url`` as an ``EventSource`` would, and return the response as it streams.
 
@@ -621,11 +687,17 @@ def open_stream(
     ``Last-Event-ID`` when given), then waits up to ``timeout`` seconds for the status
     line and headers. ``timeout`` is also the default for each later read.
 
+    An ``https://`` URL is read over TLS with ``ssl_context`` (default: the system's
+    verifying context; for a test certificate, ``ssl.create_default_context(cafile=...)``).
+    The client offers only HTTP/1.1 (ALPN), so a proxy with HTTP/2 on answers in HTTP/1.1.
+
     Raises:
         TimeoutError: no complete response head within ``timeout``.
         ConnectionError: the server closed the connection before the head was complete.
     """
-    stream = EventStream(url, headers, timeout=timeout, last_event_id=last_event_id)
+    stream = EventStream(
+        url, headers, timeout=timeout, last_event_id=last_event_id, ssl_context=ssl_context
+    )
     try:
         stream.connect()
     except BaseException:
@@ -659,13 +731,18 @@ class EventStream:
         *,
         timeout: float = READ_TIMEOUT,
         last_event_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         parts = urlsplit(url)
-        if parts.scheme != "http" or parts.hostname is None:
-            raise ValueError(f"open_stream needs an http:// URL, not {url!r}")
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            raise ValueError(f"open_stream needs an http:// or https:// URL, not {url!r}")
         self.url = url
         self.host = parts.hostname
-        self.port = parts.port or 80
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl_context: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self.ssl_context = ssl_context or ssl.create_default_context()
+            self.ssl_context.set_alpn_protocols(["http/1.1"])
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.timeout = timeout
         self.request_headers = {
@@ -703,6 +780,8 @@ class EventStream:
         self._parser = EventStreamParser(keep_comments=True)
         deadline = time.monotonic() + self.timeout
         self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        if self.ssl_context is not None:
+            self._sock = self.ssl_context.wrap_socket(self._sock, server_hostname=self.host)
         head = f"GET {self.target} HTTP/1.1\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in self.request_headers.items()
         )

@@ -61,6 +61,9 @@ _PAGES = pytest.StashKey[list[Page]]()
 # Output shown per server in a failure report.
 _REPORT_TAIL = 8000
 
+# Child processes that the standard library keeps until the interpreter exits.
+_INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
 _MARKERS_BY_FIXTURE = {
     "browser": "browser",
     "browser_page": "browser",
@@ -101,10 +104,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         server.close()
     for child in psutil.Process().children(recursive=True):
         try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                problems.append(f"child process still running: {child.pid} {child.cmdline()}")
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = child.cmdline()
         except psutil.Error:
             continue
+        # multiprocessing's helpers live as long as the interpreter, by design.
+        if not any(helper in " ".join(cmdline) for helper in _INTERPRETER_HELPERS):
+            problems.append(f"child process still running: {child.pid} {cmdline}")
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

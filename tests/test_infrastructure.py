@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from _servers import (
     StreamEndedError,
     find_program,
     free_port,
+    self_signed_certificate,
 )
 from playwright.sync_api import Page
 
@@ -155,6 +157,19 @@ def test_the_stream_client_sees_comments_as_items(serve_gevent: Serve, open_sse:
     comment = stream.next_item(timeout=10)
     assert isinstance(comment, Comment)
     assert comment.text == "keep-alive"
+
+
+def test_the_stream_client_reads_https_and_verifies_the_certificate(
+    serve_gevent: Serve, open_sse: OpenSSE, tmp_path: Path
+) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    server = serve_gevent(APP, tls=(cert, key))
+    assert server.url.startswith("https://127.0.0.1:")
+    trusting = ssl.create_default_context(cafile=str(cert))
+    stream = open_sse(server.url + "/events", ssl_context=trusting)
+    assert stream.next_event(timeout=10).data == "hi"
+    with pytest.raises(ssl.SSLCertVerificationError):
+        open_sse(server.url + "/events")  # the system's trust store has no such CA
 
 
 def test_a_server_killed_mid_stream_ends_the_stream_truncated(

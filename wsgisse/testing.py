@@ -291,12 +291,13 @@ class SSETestClient:
         method: str = "GET",
         query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        environ: Mapping[str, Any] | None = None,
         timeout: float = 5.0,
     ) -> StreamResponse:
         """Open ``path`` and return the response once its status and headers are sent.
 
         ``path`` may hold a query string (``"/events?channel=a&channel=b"``); ``query``
-        adds to it.
+        adds to it. ``environ`` sets WSGI environ keys (``{"REMOTE_USER": "alice"}``).
 
         Use it as a context manager, or call :meth:`StreamResponse.close`, to disconnect.
 
@@ -306,16 +307,17 @@ class SSETestClient:
         path, _, query_string = path.partition("?")
         if query:
             query_string = "&".join(filter(None, (query_string, urlencode(query))))
-        environ: dict[str, Any] = {
+        request: dict[str, Any] = {
             "REQUEST_METHOD": method,
             "SCRIPT_NAME": "",
             "PATH_INFO": path,
             "QUERY_STRING": query_string,
             "wsgi.input": io.BytesIO(b""),
+            **(environ or {}),
         }
-        setup_testing_defaults(environ)
+        setup_testing_defaults(request)
         for name, value in (headers or {}).items():
-            environ["HTTP_" + name.upper().replace("-", "_")] = value.encode().decode("latin-1")
-        run = _AppRun(self.app, environ)
+            request["HTTP_" + name.upper().replace("-", "_")] = value.encode().decode("latin-1")
+        run = _AppRun(self.app, request)
         run.wait_started(timeout)
         return StreamResponse(run.status, run.headers, run)
