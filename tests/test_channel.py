@@ -305,3 +305,25 @@ def test_waiting_again_and_again_on_a_quiet_channel_holds_nothing_more() -> None
     assert len(channel._parked) == 1  # noqa: SLF001 - the leak this guards against is internal
     subscription.close()
     assert len(channel._parked) == 0  # noqa: SLF001
+
+
+def test_an_ended_subscription_gets_what_was_published_before_and_nothing_after() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    channel.publish("before")
+    subscription.close("revoked")
+    channel.publish("secret")
+    assert datas(subscription.get(timeout=1)) == ["before"]
+    with pytest.raises(SubscriptionClosedError):
+        subscription.get(timeout=1)
+
+
+def test_end_subscriptions_and_close_deliver_nothing_published_afterwards() -> None:
+    channel = Channel()
+    first, second = channel.subscribe(), channel.subscribe()
+    channel.end_subscriptions("revoked")
+    channel.publish("after the end")
+    channel.close()
+    for subscription in (first, second):
+        with pytest.raises(SubscriptionClosedError):
+            subscription.get(timeout=1)

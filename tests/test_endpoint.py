@@ -314,3 +314,14 @@ def test_shutdown_ends_every_stream_with_a_jittered_farewell_and_turns_new_ones_
     with client.stream("/") as late:
         assert farewell_of(late) == {"reason": "shutdown"}
     assert channel.subscriber_count == 0
+
+
+def test_a_revoked_stream_never_receives_an_event_published_after_the_revocation() -> None:
+    channels, app = names_app(authorize=token_authorizer)
+    client = SSETestClient(app)
+    with client.stream("/?channel=news", headers={"Authorization": "Bearer alice"}) as alice:
+        alice.next_comment()
+        app.revoke(user="alice")
+        channels["news"].publish("secret")
+        events = alice.read_to_end()
+        assert [event.type for event in events] == [END_EVENT]

@@ -261,9 +261,8 @@ class Channel:
             if self._closed:
                 return
             self._closed = True
-            for subscription in self._subscribers:
-                subscription._end_reason = "channel-closed"  # noqa: SLF001
-            self._subscribers.clear()
+            for subscription in list(self._subscribers):
+                subscription._end_locked("channel-closed")  # noqa: SLF001
             parked, self._parked = self._parked, {}
             attached = self._attached
         wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
@@ -310,8 +309,7 @@ class Channel:
         with self._lock:
             ended = list(self._subscribers)
             for subscription in ended:
-                subscription._end_reason = reason  # noqa: SLF001
-            self._subscribers.clear()
+                subscription._end_locked(reason)  # noqa: SLF001
             parked, self._parked = self._parked, {}
         wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
         return len(ended)
@@ -336,6 +334,7 @@ class Subscription:
         "__weakref__",
         "_channel",
         "_cursor",
+        "_end_head",
         "_end_reason",
         "_live_from",
         "_prelude",
@@ -353,6 +352,9 @@ class Subscription:
         self._waiter = waiter
         self._prelude = prelude
         self._end_reason: str | None = None
+        # The head when the subscription ended: what was published before is still
+        # delivered, nothing published after (a revoked client must not get one more).
+        self._end_head: int | None = None
 
     def __repr__(self) -> str:
         state = self._end_reason or "open"
@@ -413,7 +415,7 @@ class Subscription:
         channel = self._channel
         log = channel._log  # noqa: SLF001
         cursor = self._cursor
-        head = log.head
+        head = log.head if self._end_head is None else min(log.head, self._end_head)
         prelude = self._prelude
         self._prelude = b""
         if cursor >= head:
@@ -426,7 +428,7 @@ class Subscription:
             self._cursor = head
             return channel._lost_notice(log.id_at(cursor - 1) or ""), (), head  # noqa: SLF001
         self._cursor = head
-        return prelude, log.frames_from(cursor), cursor
+        return prelude, log.frames_from(cursor, head), cursor
 
     def _park_locked(self) -> None:
         """Ask to be woken by the channel's next event (the channel's lock is held)."""
@@ -435,6 +437,7 @@ class Subscription:
     def _end_locked(self, reason: str) -> None:
         if self._end_reason is None:
             self._end_reason = reason
+            self._end_head = self._channel._log.head  # noqa: SLF001
             self._channel._subscribers.discard(self)  # noqa: SLF001
             self._channel._parked.pop(self, None)  # noqa: SLF001
 

@@ -129,15 +129,15 @@ class EventLog:
         self._head = seq + 1
         return seq
 
-    def frames_from(self, cursor: int) -> Sequence[bytes]:
-        """The frames from sequence number ``cursor`` to the head, oldest first.
+    def frames_from(self, cursor: int, stop: int | None = None) -> Sequence[bytes]:
+        """The frames from sequence number ``cursor`` to ``stop`` (the head), oldest first.
 
         Raises:
             IndexError: ``cursor`` is older than the oldest held frame (they were dropped).
         """
         if cursor < self.oldest:
             raise IndexError(f"frames from {cursor} on were dropped; the oldest is {self.oldest}")
-        head = self._head
+        head = self._head if stop is None else min(stop, self._head)
         if cursor >= head:
             return ()
         capacity = self._capacity

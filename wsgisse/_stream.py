@@ -59,12 +59,18 @@ def encode_item(item: object) -> bytes:
 
 
 class _IterableSource:
-    """Runs a view's iterable in a worker so that heartbeats flow while it blocks."""
+    """Runs a view's iterable in a worker so that heartbeats flow while it blocks.
+
+    The worker starts on the first read, that is once the server iterates the body and
+    the view has returned: started any earlier, it would run the generator while the
+    framework is still tearing the view down (Flask's ``stream_with_context`` would
+    enter the request context while Flask is leaving it).
+    """
 
     def __init__(self, events: Iterable[object]) -> None:
         self._handoff = Handoff()
         self._events = events
-        self._interrupt = spawn_worker(self._run, name="wsgisse event source")
+        self._interrupt: Callable[[], None] | None = None
 
     def _run(self) -> None:
         handoff = self._handoff
@@ -80,12 +86,12 @@ class _IterableSource:
             if type(exc).__name__ != "GreenletExit":
                 error = exc
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                close()  # The view's finally blocks run now, not when garbage collected.
+            _close_iterable(iterator)  # The view's finally blocks run now, not at GC.
             handoff.finish(error)
 
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        if self._interrupt is None:
+            self._interrupt = spawn_worker(self._run, name="wsgisse event source")
         try:
             return self._handoff.get(block, timeout)
         except EOFError as exc:
@@ -99,9 +105,20 @@ class _IterableSource:
 
     def close(self) -> None:
         self._handoff.close()
+        if self._interrupt is None:
+            # Never started: close the iterable here (a primed generator, such as
+            # stream_with_context's, holds a context its finally block must release).
+            _close_iterable(self._events)
+            return
         # Interrupting a greenlet is only safe from its own thread: close() is called by
         # the server that iterates the stream, on that thread.
         self._interrupt()
+
+
+def _close_iterable(iterable: object) -> None:
+    close = getattr(iterable, "close", None)
+    if close is not None:
+        close()
 
 
 class _SubscriptionSource:

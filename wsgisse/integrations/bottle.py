@@ -1,0 +1,179 @@
+"""Server-sent events for Bottle: a plugin that serves a channel and streams generator routes.
+
+::
+
+    import time
+
+    import bottle
+    from wsgisse.integrations.bottle import SSEPlugin
+
+    app = bottle.Bottle()
+    sse = app.install(SSEPlugin())  # GET /events serves sse.channel
+
+    @app.post("/say")
+    def say():
+        sse.publish(bottle.request.forms.text, event="said")
+
+    @app.get("/countdown", sse=True)  # what the route returns is streamed as events
+    def countdown():
+        for n in range(int(bottle.request.query.start or 3), 0, -1):
+            yield n
+            time.sleep(1)
+
+A route opted in with ``sse=True`` returns a generator (or any iterable) of
+:class:`~wsgisse.ServerSentEvent` objects or of data for unnamed events. It runs in a
+worker beside the server (a greenlet under gevent, a thread otherwise), so it may block
+between events while heartbeats keep flowing; ``bottle.request`` is bound to the route's
+request in that worker too. Returning (or raising) a ``bottle.HTTPResponse`` instead, such
+as ``bottle.HTTPError(403)``, answers the request as usual.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import bottle
+
+from wsgisse import Channel, ServerSentEvent, stream_response
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+
+__all__ = ["SSEPlugin"]
+
+
+class SSEPlugin:
+    """A Bottle plugin (API 2): a channel served at ``path``, and ``sse=True`` routes.
+
+    Install it with ``app.install(SSEPlugin())``; ``install`` returns the plugin, whose
+    :meth:`publish` sends to every client of the stream route. The route is named
+    ``"wsgisse"`` (``app.get_url("wsgisse")``) and answers GET (and HEAD); other methods
+    get Bottle's ``405``. A malformed ``Last-Event-ID`` is answered ``400``, and a closed
+    channel ``204 No Content`` (which tells a browser to stop reconnecting), as by
+    :func:`wsgisse.stream_response`.
+
+    Args:
+        channel: the channel to serve (default: a new one, keeping 1000 events for
+            reconnecting clients). A plugin installed on several apps serves the same
+            channel on each.
+        path: the URL of the stream route; ``None`` registers no route.
+        heartbeat: seconds of silence before a heartbeat comment, for the stream route
+            and ``sse=True`` routes (see :class:`~wsgisse.EventStream`).
+        retry: the reconnection delay in milliseconds sent to browsers first.
+    """
+
+    #: The plugin's name: Bottle skips a route's plugins by name (``skip=["wsgisse"]``).
+    name = "wsgisse"
+    #: The Bottle plugin API this plugin implements.
+    api = 2
+
+    def __init__(
+        self,
+        channel: Channel | None = None,
+        *,
+        path: str | None = "/events",
+        heartbeat: float | None = 15.0,
+        retry: int | None = 3000,
+    ) -> None:
+        self.channel = Channel() if channel is None else channel
+        self.path = path
+        self.heartbeat = heartbeat
+        self.retry = retry
+
+    def setup(self, app: Any) -> None:
+        """Register the stream route on ``app`` (called by ``app.install``).
+
+        Raises:
+            bottle.PluginError: ``app`` already has a wsgisse plugin.
+        """
+        for other in app.plugins:
+            if getattr(other, "name", None) == self.name:
+                raise bottle.PluginError(
+                    f"a wsgisse plugin is already installed on this app ({other!r}): "
+                    "install one per app, and publish through it"
+                )
+        if self.path is not None:
+            app.route(self.path, "GET", self._serve_channel, name=self.name)
+
+    def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
+        """Stream what ``callback`` returns if its route was declared with ``sse=True``."""
+        if not route.config.get("sse"):
+            return callback
+
+        @functools.wraps(callback)
+        def serve_events(*args: Any, **kwargs: Any) -> Any:
+            events = callback(*args, **kwargs)
+            if isinstance(events, bottle.HTTPResponse):
+                return events
+            return self._respond(_with_request(events, bottle.request.environ))
+
+        return serve_events
+
+    def publish(
+        self,
+        data: object,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+    ) -> ServerSentEvent:
+        """Publish an event on the plugin's channel; see :meth:`wsgisse.Channel.publish`.
+
+        Returns:
+            The event as sent, with its id.
+
+        Raises:
+            InvalidEventError: a field the format cannot carry (see ``Channel.publish``).
+            ChannelClosedError: the channel was closed.
+        """
+        return self.channel.publish(data, event=event, id=id, retry=retry)
+
+    def __repr__(self) -> str:
+        return f"<SSEPlugin {self.path!r} {self.channel!r}>"
+
+    def _serve_channel(self) -> Iterable[bytes]:
+        return self._respond(self.channel)
+
+    def _respond(self, source: Channel | Iterable[object]) -> Iterable[bytes]:
+        """Run :func:`wsgisse.stream_response` and carry its answer into Bottle's response.
+
+        The request checks and the status and headers are wsgisse's own; headers already
+        set on ``bottle.response`` by a hook or another plugin are kept.
+        """
+        started: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
+            started.append((status, headers))
+            return _no_write
+
+        body = stream_response(
+            bottle.request.environ,
+            start_response,
+            source,
+            heartbeat=self.heartbeat,
+            retry=self.retry,
+        )
+        status, headers = started[-1]
+        bottle.response.status = status
+        for name, value in headers:
+            bottle.response.set_header(name, value)
+        return body
+
+
+def _with_request(events: Iterable[object], environ: dict[str, Any]) -> Iterator[object]:
+    """Iterate ``events`` with ``bottle.request`` bound to ``environ``.
+
+    ``bottle.request`` is thread-local (greenlet-local under gevent), and the events run
+    in a worker of their own, where it would otherwise be unbound.
+    """
+    bottle.request.bind(environ)
+    yield from events
+
+
+def _no_write(data: bytes) -> object:
+    # stream_response never uses PEP 3333's write(); a response's body is its iterable.
+    raise RuntimeError("wsgisse responses have no write() callable")
