@@ -30,7 +30,8 @@ SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:cad
 # pyproject.toml, [tool.mypy] files).
 TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
-	tests/live/run_gevent.py tests/live/run_werkzeug.py
+	tests/live/run_gevent.py tests/live/run_werkzeug.py \
+	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
