@@ -327,3 +327,30 @@ def test_end_subscriptions_and_close_deliver_nothing_published_afterwards() -> N
     for subscription in (first, second):
         with pytest.raises(SubscriptionClosedError):
             subscription.get(timeout=1)
+
+
+def test_an_event_with_an_audience_reaches_only_those_users_live_and_replayed() -> None:
+    channel = Channel()
+    alice = channel.subscribe(user="alice")
+    bob = channel.subscribe(user="bob")
+    anonymous = channel.subscribe()
+    first = channel.publish("for all")
+    channel.publish("for alice", audience=["alice"])
+    channel.publish("for all again")
+    assert datas(alice.get(timeout=1)) == ["for all", "for alice", "for all again"]
+    assert datas(bob.get(timeout=1)) == ["for all", "for all again"]
+    assert datas(anonymous.get(timeout=1)) == ["for all", "for all again"]
+    replayed_to_bob = channel.subscribe(last_event_id=first.id, user="bob")
+    assert datas(replayed_to_bob.get(timeout=1)) == ["for all again"]
+    replayed_to_alice = channel.subscribe(last_event_id=first.id, user="alice")
+    assert datas(replayed_to_alice.get(timeout=1)) == ["for alice", "for all again"]
+
+
+def test_a_subscriber_shown_nothing_keeps_waiting_rather_than_waking_empty() -> None:
+    channel = Channel()
+    bob = channel.subscribe(user="bob")
+    channel.publish("private", audience={"alice"})
+    with pytest.raises(queue.Empty):
+        bob.get(timeout=0.05)
+    channel.publish("public")
+    assert datas(bob.get(timeout=1)) == ["public"]

@@ -325,3 +325,18 @@ def test_a_revoked_stream_never_receives_an_event_published_after_the_revocation
         channels["news"].publish("secret")
         events = alice.read_to_end()
         assert [event.type for event in events] == [END_EVENT]
+
+
+def test_audiences_follow_the_user_the_authorize_hook_named() -> None:
+    channels, app = names_app(authorize=token_authorizer)
+    client = SSETestClient(app)
+    alice_headers = {"Authorization": "Bearer alice"}
+    bob_headers = {"Authorization": "Bearer bob"}
+    with (
+        client.stream("/?channel=news&channel=sports", headers=alice_headers) as alice,
+        client.stream("/?channel=news", headers=bob_headers) as bob,
+    ):
+        channels["news"].publish("for alice", audience=["alice"])
+        channels["news"].publish("for everyone")
+        assert [event.data for event in alice.events(2)] == ["for alice", "for everyone"]
+        assert bob.next_event().data == "for everyone"

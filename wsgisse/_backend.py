@@ -41,8 +41,17 @@ class Backend(Protocol):
     def detach(self, channel: Channel) -> None:
         """Stop feeding ``channel`` (called once, when it is closed)."""
 
-    def publish(self, channel: Channel, body: ServerSentEvent, event_id: str | None) -> str:
+    def publish(
+        self,
+        channel: Channel,
+        body: ServerSentEvent,
+        event_id: str | None,
+        audience: frozenset[str] | None = None,
+    ) -> str:
         """Publish ``body`` (an event without id) and return the id it was given.
+
+        ``audience``: the users who may receive it (``None``: everybody); it must reach
+        :meth:`Channel.append` with the event.
 
         Raises:
             BackendUnavailableError: the event could not be published.
@@ -66,6 +75,12 @@ class MemoryBackend:
     def detach(self, channel: Channel) -> None:
         """Nothing to stop."""
 
-    def publish(self, channel: Channel, body: ServerSentEvent, event_id: str | None) -> str:
+    def publish(
+        self,
+        channel: Channel,
+        body: ServerSentEvent,
+        event_id: str | None,
+        audience: frozenset[str] | None = None,
+    ) -> str:
         """Append the event to ``channel``'s log and return its id."""
-        return channel.append(body.encode(), event_id)
+        return channel.append(body.encode(), event_id, audience)

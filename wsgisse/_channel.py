@@ -6,7 +6,7 @@ import json
 import queue
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from ._backend import MemoryBackend
@@ -147,11 +147,15 @@ class Channel:
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
+        audience: Iterable[str] | None = None,
     ) -> ServerSentEvent:
         """Send an event to every subscriber and keep it in the history.
 
         ``data`` is ``str``, UTF-8 ``bytes`` or any JSON-serialisable object. When ``id``
         is omitted the channel assigns one, unique and ordered within the channel.
+        ``audience`` restricts the event to the subscribers of those users (the names an
+        ``authorize`` hook returned; see :class:`~wsgisse.SSEApp`), live and replayed
+        alike; anonymous subscribers never receive it.
 
         Returns:
             The event as sent, with its id.
@@ -172,14 +176,24 @@ class Channel:
             ServerSentEvent(comment="", id=id)  # Validates the id before anything is sent.
         if self._closed:
             raise ChannelClosedError(f"channel {self.name!r} is closed")
-        sent_id = self._backend.publish(self, body, id)
+        restricted = None if audience is None else frozenset(audience)
+        if restricted is None:
+            sent_id = self._backend.publish(self, body, id)
+        else:
+            sent_id = self._backend.publish(self, body, id, audience=restricted)
         return ServerSentEvent(body.data, event=event, id=sent_id, retry=retry)
 
-    def append(self, body: bytes, event_id: str | None = None) -> str:
+    def append(
+        self,
+        body: bytes,
+        event_id: str | None = None,
+        audience: frozenset[str] | None = None,
+    ) -> str:
         """Add an encoded event to the log and wake the subscribers (for backends).
 
         ``body`` is an encoded event without an id line. The channel appends the id
-        line, assigning an id when ``event_id`` is ``None``.
+        line, assigning an id when ``event_id`` is ``None``. ``audience``: see
+        :meth:`publish`.
 
         Returns:
             The event's id.
@@ -194,29 +208,38 @@ class Channel:
                 event_id = f"{self._epoch}-{log.head + 1}"
             elif event_id in log:
                 raise InvalidEventError("id", event_id, "already used in the channel's history")
-            log.append(event_id, b"%sid: %s\n\n" % (body[:-1], event_id.encode()), now)
+            frame = b"%sid: %s\n\n" % (body[:-1], event_id.encode())
+            log.append(event_id, frame, now, audience)
             self._counts["events_published"] += 1
             parked, self._parked = self._parked, {}
         if parked:
             wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
         return event_id
 
-    def subscribe(self, last_event_id: str | None = None) -> Subscription:
+    def subscribe(
+        self, last_event_id: str | None = None, *, user: str | None = None
+    ) -> Subscription:
         """Start receiving the events published from now on.
 
         With ``last_event_id`` (a reconnecting browser's ``Last-Event-ID``) the
         subscription first yields exactly the events after it, then the live ones, with
         no gap and no duplicate. An id the history no longer holds, or never held, is
-        answered with a :data:`HISTORY_LOST_EVENT` event first.
+        answered with a :data:`HISTORY_LOST_EVENT` event first. ``user`` names the
+        subscriber for events published with an ``audience``.
 
         Raises:
             ChannelClosedError: the channel was closed.
             UnsafeConcurrencyError: called from inside the gevent hub.
         """
-        return self._subscribe(last_event_id, make_waiter())
+        return self._subscribe(last_event_id, make_waiter(), user=user)
 
     def _subscribe(
-        self, last_event_id: str | None, waiter: Waiter, *, from_start: bool = False
+        self,
+        last_event_id: str | None,
+        waiter: Waiter,
+        *,
+        from_start: bool = False,
+        user: str | None = None,
     ) -> Subscription:
         """Subscribe with a given waiter (several subscriptions may share one).
 
@@ -246,7 +269,7 @@ class Channel:
                     self._counts["history_lost"] += 1
                 else:
                     self._counts["replays"] += 1
-            subscription = Subscription(self, cursor, waiter, prelude, self._log.head)
+            subscription = Subscription(self, cursor, waiter, prelude, self._log.head, user)
             self._subscribers.add(subscription)
         return subscription
 
@@ -338,13 +361,21 @@ class Subscription:
         "_end_reason",
         "_live_from",
         "_prelude",
+        "_user",
         "_waiter",
     )
 
     def __init__(
-        self, channel: Channel, cursor: int, waiter: Waiter, prelude: bytes, live_from: int
+        self,
+        channel: Channel,
+        cursor: int,
+        waiter: Waiter,
+        prelude: bytes,
+        live_from: int,
+        user: str | None = None,
     ) -> None:
         self._channel = channel
+        self._user = user
         self._cursor = cursor
         # Frames before live_from are a replay the subscriber asked for: they never count
         # as backlog, or a client resuming a long gap would be dropped as slow at once.
@@ -428,7 +459,7 @@ class Subscription:
             self._cursor = head
             return channel._lost_notice(log.id_at(cursor - 1) or ""), (), head  # noqa: SLF001
         self._cursor = head
-        return prelude, log.frames_from(cursor, head), cursor
+        return prelude, log.visible_frames(cursor, head, self._user), cursor
 
     def _park_locked(self) -> None:
         """Ask to be woken by the channel's next event (the channel's lock is held)."""

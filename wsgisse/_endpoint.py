@@ -211,9 +211,9 @@ class SSEApp:
             return self._refuse_for_capacity(environ, start_response, cors_headers)
         try:
             source = (
-                channels[0].subscribe(resume_from)
+                channels[0].subscribe(resume_from, user=user)
                 if len(channels) == 1
-                else MultiSubscription(channels, resume_from)
+                else MultiSubscription(channels, resume_from, user)
             )
         except ChannelClosedError:
             self._release(address)

@@ -43,6 +43,8 @@ class EventLog:
     """
 
     __slots__ = (
+        "_audience_held",
+        "_audiences",
         "_capacity",
         "_frames",
         "_head",
@@ -71,6 +73,10 @@ class EventLog:
         self._ids: list[str] = [""] * capacity
         self._times: list[float] = [0.0] * capacity
         self._seq_by_id: dict[str, int] = {}
+        # Who may see each frame (None: everybody), and how many held frames are
+        # restricted: while none is, delivery never looks at audiences at all.
+        self._audiences: list[frozenset[str] | None] = [None] * capacity
+        self._audience_held = 0
         self._head = 0
 
     @property
@@ -107,10 +113,13 @@ class EventLog:
         """The id of the newest frame, or ``None`` when the log is empty."""
         return None if self._head == self.oldest else self._ids[(self._head - 1) % self._capacity]
 
-    def append(self, event_id: str, frame: bytes, now: float) -> int:
+    def append(
+        self, event_id: str, frame: bytes, now: float, audience: frozenset[str] | None = None
+    ) -> int:
         """Append one encoded frame and return its sequence number.
 
-        The oldest frame is dropped once the log is full.
+        ``audience``: the users who may receive it (``None``: everybody). The oldest
+        frame is dropped once the log is full.
 
         Raises:
             ValueError: ``event_id`` is already held: an id must name one event, or a
@@ -122,6 +131,11 @@ class EventLog:
         slot = seq % self._capacity
         if seq >= self._capacity:
             del self._seq_by_id[self._ids[slot]]
+            if self._audiences[slot] is not None:
+                self._audience_held -= 1
+        if audience is not None:
+            self._audience_held += 1
+        self._audiences[slot] = audience
         self._frames[slot] = frame
         self._ids[slot] = event_id
         self._times[slot] = now
@@ -145,6 +159,24 @@ class EventLog:
         if start < stop:
             return self._frames[start:stop]
         return self._frames[start:] + self._frames[:stop]
+
+    def visible_frames(self, cursor: int, stop: int, user: str | None) -> Sequence[bytes]:
+        """:meth:`frames_from`, with ``b""`` in place of each frame ``user`` may not see.
+
+        The result stays aligned with the sequence numbers (frame ``n`` of it is
+        ``cursor + n``).
+        """
+        frames = self.frames_from(cursor, stop)
+        if not self._audience_held:
+            return frames
+        capacity = self._capacity
+        audiences = self._audiences
+        return [
+            frame
+            if (audience := audiences[(cursor + n) % capacity]) is None or user in audience
+            else b""
+            for n, frame in enumerate(frames)
+        ]
 
     def id_at(self, seq: int) -> str | None:
         """The id of the frame with sequence number ``seq``, or ``None`` if not held."""

@@ -47,7 +47,9 @@ class MultiSubscription:
     line, is still the channel's shared encoding).
     """
 
-    def __init__(self, channels: Sequence[Channel], last_event_id: str | None) -> None:
+    def __init__(
+        self, channels: Sequence[Channel], last_event_id: str | None, user: str | None = None
+    ) -> None:
         waiter = self._waiter = make_waiter()
         known = decode_position(last_event_id) if last_event_id else None
         self._positions: dict[str, str] = {}
@@ -57,11 +59,11 @@ class MultiSubscription:
                 position = None if known is None else known.get(channel.name)
                 if last_event_id is not None and known is None:
                     # Not a composite id: no channel can resume it, and each says so.
-                    subscription = channel._subscribe(last_event_id, waiter)  # noqa: SLF001
+                    subscription = channel._subscribe(last_event_id, waiter, user=user)  # noqa: SLF001
                 elif position == "":
-                    subscription = channel._subscribe(None, waiter, from_start=True)  # noqa: SLF001
+                    subscription = channel._subscribe(None, waiter, from_start=True, user=user)  # noqa: SLF001
                 else:
-                    subscription = channel._subscribe(position, waiter)  # noqa: SLF001
+                    subscription = channel._subscribe(position, waiter, user=user)  # noqa: SLF001
                 self._subscriptions.append(subscription)
                 with channel._lock:  # noqa: SLF001
                     # The id just before the cursor: nothing taken yet can be claimed.
@@ -94,6 +96,8 @@ class MultiSubscription:
                 if prelude:
                     chunks.append(prelude)
                 for frame, event_id in zip(frames, ids, strict=True):
+                    if not frame:  # Published for an audience this subscriber is not in.
+                        continue
                     self._positions[channel.name] = event_id or ""
                     body = frame[: frame.rindex(b"\nid: ") + 1]
                     composite = encode_position(self._positions).encode()
