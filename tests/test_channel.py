@@ -18,6 +18,7 @@ from wsgisse import (
     MessageEvent,
     SubscriptionClosedError,
 )
+from wsgisse.testing import wait_until
 
 
 def parse(chunk: bytes) -> list[MessageEvent]:
@@ -302,7 +303,8 @@ def test_waiting_again_and_again_on_a_quiet_channel_holds_nothing_more() -> None
     for _ in range(50):
         with pytest.raises(queue.Empty):
             subscription.get(timeout=0.001)
-    assert len(channel._parked) == 1  # noqa: SLF001 - the leak this guards against is internal
+    # A subscription leaves the parked set as soon as it wakes, timeout or not.
+    assert len(channel._parked) == 0  # noqa: SLF001 - the leak this guards against is internal
     subscription.close()
     assert len(channel._parked) == 0  # noqa: SLF001
 
@@ -354,3 +356,27 @@ def test_a_subscriber_shown_nothing_keeps_waiting_rather_than_waking_empty() -> 
         bob.get(timeout=0.05)
     channel.publish("public")
     assert datas(bob.get(timeout=1)) == ["public"]
+
+
+def test_end_subscriptions_wakes_a_parked_thread_at_once() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    outcome: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _get_into(subscription, outcome))
+    thread.start()
+    wait_parked(channel)
+    channel.end_subscriptions("revoked")
+    thread.join(5)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], SubscriptionClosedError)
+
+
+def _get_into(subscription: wsgisse.Subscription, outcome: list[BaseException]) -> None:
+    try:
+        subscription.get(timeout=10)
+    except BaseException as exc:  # noqa: BLE001
+        outcome.append(exc)
+
+
+def wait_parked(channel: Channel) -> None:
+    wait_until(lambda: len(channel._parked) == 1, timeout=5)  # noqa: SLF001

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -107,3 +109,19 @@ def test_handoff_paces_a_fast_producer_to_the_consumer() -> None:
     thread.join(5)
     assert total == 500
     assert len(produced) == 100
+
+
+def test_a_patched_process_without_a_hub_yet_waits_cooperatively() -> None:
+    """Subscribing before any gevent call must not block the (future) hub natively."""
+    code = """
+from gevent import monkey; monkey.patch_all()
+import gevent, wsgisse
+channel = wsgisse.Channel()
+subscription = channel.subscribe()          # no hub exists yet in this thread
+publisher = gevent.spawn_later(0.05, channel.publish, "woken")
+print(subscription.get(timeout=5).decode().split()[1])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout.strip() == "woken", result.stderr[-2000:]

@@ -7,16 +7,18 @@ import queue
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._backend import MemoryBackend
+from ._direct import sweep
 from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
 from ._event import ServerSentEvent
 from ._log import EventLog
-from ._sync import Waiter, make_waiter, native_lock, wake_all
+from ._sync import Waiter, make_waiter, native_lock, native_thread_id, wake_all
 
 if TYPE_CHECKING:
     from ._backend import Backend
+    from ._direct import DirectWriter
 
 __all__ = ["HISTORY_LOST_EVENT", "Channel", "Subscription"]
 
@@ -213,8 +215,30 @@ class Channel:
             self._counts["events_published"] += 1
             parked, self._parked = self._parked, {}
         if parked:
-            wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
+            self._deliver(list(parked))
         return event_id
+
+    def _deliver(self, parked: list[Subscription]) -> None:
+        """Wake the parked subscribers, or write to their sockets from one loop."""
+        me = native_thread_id()
+        woken: list[Waiter] = []
+        here: list[Subscription] = []
+        remote: dict[Any, list[Subscription]] = {}
+        for subscription in parked:
+            waiter = subscription._waiter  # noqa: SLF001
+            if subscription._direct is None:  # noqa: SLF001
+                woken.append(waiter)
+            elif waiter.thread_id == me:
+                here.append(subscription)
+            else:
+                remote.setdefault(waiter.hub, []).append(subscription)  # type: ignore[attr-defined]
+        if woken:
+            wake_all(woken)
+        if here:
+            sweep(self, here)
+        for hub, subscriptions in remote.items():
+            # The loop must run on the subscribers' own thread: hand it over.
+            hub.loop.run_callback_threadsafe(sweep, self, subscriptions)
 
     def subscribe(
         self, last_event_id: str | None = None, *, user: str | None = None
@@ -284,9 +308,9 @@ class Channel:
             if self._closed:
                 return
             self._closed = True
-            for subscription in list(self._subscribers):
+            parked = list(self._subscribers)
+            for subscription in parked:
                 subscription._end_locked("channel-closed")  # noqa: SLF001
-            parked, self._parked = self._parked, {}
             attached = self._attached
         wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
         if attached:
@@ -333,8 +357,7 @@ class Channel:
             ended = list(self._subscribers)
             for subscription in ended:
                 subscription._end_locked(reason)  # noqa: SLF001
-            parked, self._parked = self._parked, {}
-        wake_all([subscription._waiter for subscription in parked])  # noqa: SLF001
+        wake_all([subscription._waiter for subscription in ended])  # noqa: SLF001
         return len(ended)
 
     def _lost_notice(self, last_event_id: str) -> bytes:
@@ -357,6 +380,7 @@ class Subscription:
         "__weakref__",
         "_channel",
         "_cursor",
+        "_direct",
         "_end_head",
         "_end_reason",
         "_live_from",
@@ -376,6 +400,9 @@ class Subscription:
     ) -> None:
         self._channel = channel
         self._user = user
+        # Set by the stream once its first bytes are out, where the publish loop may
+        # write to the client's socket itself (see _direct.py).
+        self._direct: DirectWriter | None = None
         self._cursor = cursor
         # Frames before live_from are a replay the subscriber asked for: they never count
         # as backlog, or a client resuming a long gap would be dropped as slow at once.
@@ -421,7 +448,17 @@ class Subscription:
         channel = self._channel
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            direct = self._direct
+            if direct is not None and direct.remainder:
+                # What the publish loop could not send goes first, before anything else.
+                try:
+                    direct.flush()
+                except OSError:
+                    self.close("gone")
             with channel._lock:  # noqa: SLF001
+                # Awake: from now until parked again the server may write to the socket,
+                # so the publish loop must not.
+                channel._parked.pop(self, None)  # noqa: SLF001
                 chunk = self._take_locked()
                 if chunk:
                     return chunk

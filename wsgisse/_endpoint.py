@@ -13,13 +13,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import _lifecycle
-from ._channel import Channel
+from ._channel import Channel, Subscription
 from ._cors import CORS
+from ._direct import direct_writer
 from ._errors import ChannelClosedError
 from ._multiplex import MultiSubscription
 from ._request import (
     BadRequest,
     client_address,
+    client_socket,
     last_event_id,
     origin,
     prepare_stream_socket,
@@ -115,6 +117,10 @@ class SSEApp:
             dropped (it stopped reading, or vanished without closing); enforced where the
             server exposes the socket (gunicorn, gevent, Werkzeug). 30 s lets a slow
             mobile link through; ``None``: never.
+        direct_writes: under gunicorn's or gevent's own server, let a publish write the
+            new event to every waiting client's socket from one loop instead of waking
+            each stream's greenlet (the fast path; see ``_direct.py``). ``False``: always
+            the ordinary path.
 
     Raises:
         ValueError: a limit below 1.
@@ -137,6 +143,7 @@ class SSEApp:
         channel_parameter: str = "channel",
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
+        direct_writes: bool = True,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -159,6 +166,7 @@ class SSEApp:
         self.channel_parameter = channel_parameter
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
+        self.direct_writes = direct_writes
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -218,8 +226,15 @@ class SSEApp:
         except ChannelClosedError:
             self._release(address)
             raise BadRequest(_STATUS[204], "", reason="closed") from None
+        direct = None
+        greenlet_stream = (
+            isinstance(source, Subscription) and source._waiter.thread_id is not None  # noqa: SLF001
+        )
+        if self.direct_writes and greenlet_stream:
+            direct = direct_writer(environ, client_socket(environ))
         stream = EventStream(
             source,
+            direct=direct,
             heartbeat=self.heartbeat,
             retry=self.retry,
             retry_jitter=self.retry_jitter,

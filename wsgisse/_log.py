@@ -90,6 +90,11 @@ class EventLog:
         return max(0, self._head - self._capacity)
 
     @property
+    def audience_held(self) -> int:
+        """How many held frames are restricted to an audience."""
+        return self._audience_held
+
+    @property
     def replay_limit(self) -> int:
         """How many of the newest frames may be replayed."""
         return self._replay_limit

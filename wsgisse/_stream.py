@@ -13,7 +13,7 @@ import queue
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import _lifecycle
 from ._channel import Subscription
@@ -21,6 +21,9 @@ from ._errors import SubscriptionClosedError
 from ._event import ServerSentEvent
 from ._multiplex import MultiSubscription
 from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
+
+if TYPE_CHECKING:
+    from ._direct import DirectWriter
 
 __all__ = ["DEFAULT_HEADERS", "EventStream", "encode_item"]
 
@@ -122,12 +125,19 @@ def _close_iterable(iterable: object) -> None:
 
 
 class _SubscriptionSource:
-    __slots__ = ("_subscription",)
+    __slots__ = ("_direct", "_subscription")
 
-    def __init__(self, subscription: Subscription) -> None:
+    def __init__(self, subscription: Subscription, direct: DirectWriter | None) -> None:
         self._subscription = subscription
+        self._direct = direct
 
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        direct = self._direct
+        if direct is not None:
+            # The preamble is out, so the socket is ours to write between the server's
+            # writes: let the publish loop in (see _direct.py).
+            self._direct = None
+            self._subscription._direct = direct  # noqa: SLF001
         return self._subscription.get(block, timeout)
 
     def end(self, reason: str) -> None:
@@ -158,6 +168,8 @@ class EventStream:
             of it, so that streams opened together do not all end together); the client
             reconnects at once, possibly to a less loaded worker. ``None``: no limit.
         on_close: called once, with the stream, when the stream is closed.
+        direct: lets the publish loop write to the client's socket itself (a
+            :class:`~wsgisse.Subscription` source under gevent only; see ``_direct.py``).
 
     The first chunk is ready at once, so that the server sends the headers and the
     browser fires ``open`` without waiting for an event. ``close()`` (called by the
@@ -182,6 +194,7 @@ class EventStream:
         retry_jitter: int = 3000,
         max_lifetime: float | None = None,
         on_close: Callable[[EventStream], None] | None = None,
+        direct: DirectWriter | None = None,
     ) -> None:
         if heartbeat is not None and not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive seconds or None, not {heartbeat!r}")
@@ -200,11 +213,11 @@ class EventStream:
         self._lock = native_lock()
         self._closed = False
         self._end_reason: str | None = None
-        #: Bytes handed to the server so far.
-        self.bytes_sent = 0
+        self._served = 0
+        self._direct = direct if isinstance(source, Subscription) else None
         self._source: _Source
         if isinstance(source, Subscription):
-            self._source = _SubscriptionSource(source)
+            self._source = _SubscriptionSource(source, self._direct)
         elif isinstance(source, MultiSubscription):
             self._source = source
         else:
@@ -218,8 +231,13 @@ class EventStream:
 
     def __next__(self) -> bytes:
         chunk = self._next_chunk()
-        self.bytes_sent += len(chunk)
+        self._served += len(chunk)
         return chunk
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes written to the client so far (through the server or the publish loop)."""
+        return self._served + (0 if self._direct is None else self._direct.bytes_sent)
 
     def _next_chunk(self) -> bytes:
         preamble = self._preamble
@@ -236,7 +254,12 @@ class EventStream:
         try:
             return self._source.get(True, timeout)
         except queue.Empty:
-            if self._ends_at is not None and time.monotonic() >= self._ends_at:
+            now = time.monotonic()
+            if self._ends_at is not None and now >= self._ends_at:
+                return self._next_chunk()
+            direct = self._direct
+            if direct is not None and timeout is not None and now - direct.last_write < timeout:
+                # The publish loop wrote meanwhile: the connection was not silent.
                 return self._next_chunk()
             return _HEARTBEAT
         except SubscriptionClosedError as ended:

@@ -74,11 +74,26 @@ def _threading_patched() -> bool:
 
 
 def current_hub() -> Any:
-    """The gevent hub of the calling OS thread, or ``None`` when it has none."""
+    """The gevent hub of the calling OS thread, or ``None`` when it has none.
+
+    In a monkey-patched process every thread of gevent's is a hub thread, even before
+    its hub exists: there the hub is made, so that nobody ever blocks it natively.
+    """
     hub_local = sys.modules.get("gevent._hub_local")
     if hub_local is None:
         return None
-    return hub_local.get_hub_if_exists()
+    hub = hub_local.get_hub_if_exists()
+    if hub is None and _threading_patched() and _is_gevent_thread():
+        import gevent
+
+        hub = gevent.get_hub()
+    return hub
+
+
+def _is_gevent_thread() -> bool:
+    """Whether this OS thread is the main one or a greenlet-running one (not a pool's)."""
+    main_ident: int | None = getattr(sys.modules.get("gevent.hub"), "MAIN_THREAD_IDENT", None)
+    return main_ident is not None and native_thread_id() == main_ident
 
 
 class Waiter(Protocol):

@@ -1,0 +1,319 @@
+"""Redis Streams as the shared log of wsgisse channels, for every worker on every host.
+
+::
+
+    import wsgisse
+    from wsgisse.backends.redis import RedisBackend
+
+    backend = RedisBackend("redis://127.0.0.1:6379/0")   # one per process, shared
+    channel = wsgisse.Channel("news", backend=backend)
+    channel.publish({"title": "hello"})                   # from any process
+
+A publish is one ``XADD`` to the stream ``{prefix}{channel name}``, capped by
+``MAXLEN ~`` (and trimmed by ``MINID`` for ``max_age``). Event ids are the stream ids,
+so a browser's ``Last-Event-ID`` resumes on any worker of any host.
+
+In a process that serves subscribers, the backend runs one reader (a greenlet under
+gevent monkey-patching, a thread otherwise) for all its channels: one blocking ``XREAD``
+on a connection of its own follows every attached stream, and each entry is appended to
+the logs of the local channels of that name, from which subscribers are served exactly
+as with the memory backend. A process that only publishes (a script, a task queue
+worker) never starts a reader. See ``docs/redis.rst`` for sizing and failover.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as exc:
+    if exc.name is not None and exc.name.split(".")[0] != "redis":
+        raise  # redis is installed but broken: show what it lacks
+    raise ImportError(
+        "wsgisse.backends.redis needs the redis package: pip install wsgisse[redis]",
+        name="redis",
+    ) from exc
+
+from .._errors import BackendUnavailableError, InvalidEventError
+from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
+from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, FieldT
+
+    from .._channel import Channel
+    from .._event import ServerSentEvent
+
+__all__ = ["DEFAULT_URL", "PUBLISH_TIMEOUT", "SYNC_TIMEOUT", "RedisBackend"]
+
+logger = logging.getLogger("wsgisse.redis")
+
+#: redis-py's own default URL: a local Redis, database 0.
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+#: Seconds a publish waits for Redis to connect and to answer, per attempt: a request
+#: that publishes is never held longer than that while Redis is unreachable. A
+#: ``socket_timeout`` / ``socket_connect_timeout`` in the URL's query string wins.
+PUBLISH_TIMEOUT = 2.0
+
+# How Redis words its refusal of an XADD id (not above the last id, 0-0, or no id).
+_REFUSED_ID = ("The ID specified in XADD", "Invalid stream ID")
+
+
+def _no_retry() -> Retry:
+    # The backend bounds retries itself (publish_retries, the reader's backoff): redis-py
+    # 6+ otherwise retries every command three times on its own.
+    return Retry(NoBackoff(), 0)
+
+
+class RedisBackend:
+    """A :class:`~wsgisse.Backend` that keeps each channel's events in a Redis stream.
+
+    Share one object among all the channels of a process: each object runs one reader
+    (and holds one connection for it) in each process that serves subscribers.
+
+    Args:
+        url: the Redis URL, read by ``redis.Redis.from_url``: ``redis://``, ``rediss://``
+            (TLS; ``?ssl_ca_certs=...`` and friends in the query string), ``unix://``;
+            a password as ``redis://:PASSWORD@host``. Ignored when ``client`` is given.
+        prefix: put before a channel's name to make its stream's key.
+        maxlen: the stream's length cap (``XADD MAXLEN ~``: Redis trims in whole nodes,
+            so a stream may hold up to about 100 more). ``None``: no length cap. Size it
+            as events per second times the seconds a client may be away and still be
+            replayed; a channel's ``history`` beyond it cannot be replayed after a restart.
+        max_age: also drop entries older than this many seconds (``XTRIM MINID``, by the
+            publisher's clock against the ids' milliseconds).
+        client: a ``redis.Redis`` to publish with, instead of one made from ``url``; the
+            reader then takes its connection from the same pool, and the client's own
+            timeouts and retries apply.
+        publish_retries: how many times a publish is tried again after a connection error
+            before :class:`~wsgisse.BackendUnavailableError`. 0 by default: a retry after
+            a reply was lost may store the event twice.
+        retry_delay: seconds between those attempts.
+        block_timeout: seconds one ``XREAD`` of the reader blocks. The backend ends a
+            blocked ``XREAD`` with ``CLIENT UNBLOCK`` to follow a new channel or to stop;
+            where Redis refuses that command, this bounds how late either happens.
+
+    Raises:
+        ValueError: a limit is out of range, or the URL is not one redis-py reads.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        prefix: str = "wsgisse:",
+        maxlen: int | None = 10_000,
+        max_age: float | None = None,
+        client: redis.Redis | None = None,
+        publish_retries: int = 0,
+        retry_delay: float = 0.1,
+        block_timeout: float = 1.0,
+    ) -> None:
+        if maxlen is not None and maxlen < 1:
+            raise ValueError(f"maxlen must be at least 1 or None, not {maxlen}")
+        if max_age is not None and not max_age > 0:
+            raise ValueError(f"max_age must be positive seconds or None, not {max_age}")
+        if publish_retries < 0:
+            raise ValueError(f"publish_retries must be 0 or more, not {publish_retries}")
+        if not retry_delay >= 0:
+            raise ValueError(f"retry_delay must be 0 or more seconds, not {retry_delay}")
+        if not block_timeout > 0:
+            raise ValueError(f"block_timeout must be positive seconds, not {block_timeout}")
+        self.prefix = prefix
+        self.maxlen = maxlen
+        self.max_age = max_age
+        self.publish_retries = publish_retries
+        self.retry_delay = retry_delay
+        self.block_timeout = block_timeout
+        self._url = url
+        self._owns_client = client is None
+        if client is None:
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=PUBLISH_TIMEOUT,
+                socket_connect_timeout=PUBLISH_TIMEOUT,
+                retry=_no_retry(),
+                client_name="wsgisse-publish",
+            )
+        self._client = client
+        self._closed = False
+        self._reader = Reader(
+            connect=self._reader_client,
+            unblock=self._unblock,
+            block_timeout=block_timeout,
+            name=repr(self),
+        )
+
+    def __repr__(self) -> str:
+        where = redact_url(self._url) if self._owns_client else "a given client"
+        return f"<RedisBackend {where} prefix={self.prefix!r}>"
+
+    def stream_key(self, name: str) -> str:
+        """The key of the Redis stream that holds channel ``name``'s events."""
+        return f"{self.prefix}{name}"
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def publish(
+        self,
+        channel: Channel,
+        body: ServerSentEvent,
+        event_id: str | None,
+        audience: frozenset[str] | None = None,
+    ) -> str:
+        """Append the event to the channel's stream and return its stream id.
+
+        The event reaches subscribers (here too) through the reader, never directly.
+        ``audience`` travels with it (a JSON array in the entry's ``audience`` field), so
+        that every process delivers and replays it to those users only.
+
+        Raises:
+            InvalidEventError: Redis refused ``event_id``: it must be a stream id
+                (``"<ms>-<seq>"``, or ``"<ms>-*"``) greater than the stream's last one.
+            BackendUnavailableError: Redis could not be reached (after
+                ``publish_retries`` more attempts) or refused the write (out of memory, a
+                read-only replica, a key of another type); nothing was published.
+        """
+        key = self.stream_key(channel.name)
+        if self._closed:
+            raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
+        fields: dict[FieldT, EncodableT] = {BODY_FIELD: body.encode()}
+        if audience is not None:
+            fields[AUDIENCE_FIELD] = encode_audience(audience)
+        failure: redis.RedisError | None = None
+        for attempt in range(self.publish_retries + 1):
+            if attempt:
+                time.sleep(self.retry_delay)
+            try:
+                added = self._xadd(key, fields, "*" if event_id is None else event_id)
+            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
+                failure = exc  # Unreachable, restarting, or failing over: worth a retry.
+                continue
+            except redis.ResponseError as exc:
+                if event_id is not None and any(m in str(exc) for m in _REFUSED_ID):
+                    raise InvalidEventError("id", event_id, f"Redis refused it: {exc}") from exc
+                raise BackendUnavailableError(
+                    f"Redis refused the event for {key!r}: {exc}"
+                ) from exc
+            except redis.RedisError as exc:
+                raise BackendUnavailableError(f"could not publish to {key!r}: {exc}") from exc
+            return added.decode() if isinstance(added, bytes) else str(added)
+        attempts = self.publish_retries + 1
+        raise BackendUnavailableError(
+            f"could not publish to {key!r} ({attempts} attempt{'s' * (attempts > 1)}): "
+            f"Redis is unreachable: {failure}"
+        ) from failure
+
+    def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
+        if self.max_age is None:
+            return self._client.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
+        # XADD takes one trimming strategy, so MINID goes in a second command of the same
+        # round trip. Exact, unlike MAXLEN ~: approximate trimming only drops whole nodes
+        # of ~100 entries, so a slow channel would keep its old events forever.
+        oldest_ms = max(0, time.time_ns() // 1_000_000 - int(self.max_age * 1000))
+        pipe = self._client.pipeline(transaction=False)
+        pipe.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
+        pipe.xtrim(key, minid=f"{oldest_ms}-0", approximate=False)
+        return pipe.execute()[0]
+
+    # -- following channels ---------------------------------------------------------------------
+
+    def attach(self, channel: Channel) -> None:
+        """Follow ``channel``'s stream, and fill its log with the stream's newest entries.
+
+        Starts this process' reader if it is not running, and returns once the reader has
+        seeded the log (with as many entries as the log holds), so that the first
+        subscribers resume from Redis' history. If Redis does not answer within
+        :data:`SYNC_TIMEOUT`, returns anyway: the subscribers stay connected (heartbeats
+        flow) and receive, once Redis is back, the events published from now on.
+        """
+        key = self.stream_key(channel.name)
+        if self._closed:
+            logger.warning("%r is closed: channel %r receives nothing", self, channel.name)
+            return
+        if self.maxlen is not None and channel.log_capacity > self.maxlen:
+            logger.warning(
+                "channel %r keeps %d events but its stream %r only about %d: a client that "
+                "lands on another worker is replayed no more than the stream holds",
+                channel.name,
+                channel.log_capacity,
+                key,
+                self.maxlen,
+            )
+        self._reader.follow(channel, key)
+
+    def prepare_resume(self, channel: Channel, last_event_id: str) -> None:
+        """Wait (at most :data:`SYNC_TIMEOUT`) until the reader has passed ``last_event_id``.
+
+        A client may present an id it received from another worker a moment before this
+        worker's reader read it: waiting makes its resume exact. An id that is no stream
+        id, or one the reader has passed already, returns at once.
+        """
+        target = parse_id(last_event_id)
+        if target is not None and not self._reader.wait_past(channel, target):
+            logger.debug(
+                "the reader did not reach %s in %r within %s s",
+                last_event_id,
+                self.stream_key(channel.name),
+                SYNC_TIMEOUT,
+            )
+
+    def detach(self, channel: Channel) -> None:
+        """Stop feeding ``channel``.
+
+        Detaching the last channel stops the reader, and returns once it has ended (within
+        ``block_timeout`` plus 2 s at most), its connection closed.
+        """
+        self._reader.unfollow(channel)
+
+    def close(self) -> None:
+        """Stop following every channel, end the reader, and close the connections.
+
+        Waits (at most ``block_timeout`` plus 2 s) for the reader to end. Afterwards a
+        publish raises :class:`~wsgisse.BackendUnavailableError` and the channels that
+        used the backend receive nothing more. Idempotent. A ``client`` that was passed
+        in is left open.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if not self._reader.close(self.block_timeout + READ_MARGIN):
+            logger.warning(
+                "%r: the reader did not end within %s s", self, self.block_timeout + READ_MARGIN
+            )
+        if self._owns_client:
+            self._client.close()
+
+    def _reader_client(self) -> redis.Redis:
+        """The reader's client: a connection of its own, with a timeout beyond its XREAD."""
+        if not self._owns_client:
+            return redis.Redis(connection_pool=self._client.connection_pool)
+        return redis.Redis.from_url(
+            self._url,
+            socket_timeout=self.block_timeout + READ_MARGIN,
+            socket_connect_timeout=PUBLISH_TIMEOUT,
+            retry=_no_retry(),
+            client_name="wsgisse-reader",
+        )
+
+    def _unblock(self, client_id: int) -> bool:
+        """End the reader's blocked XREAD; false if Redis says it was not blocked.
+
+        Redis may refuse (``CLIENT UNBLOCK`` is in the ``@dangerous`` ACL category): the
+        XREAD then returns by itself within ``block_timeout``.
+        """
+        try:
+            return bool(self._client.client_unblock(client_id))
+        except redis.RedisError as exc:
+            logger.debug(
+                "CLIENT UNBLOCK failed (%s): the reader follows within %s s",
+                exc,
+                self.block_timeout,
+            )
+            return True
