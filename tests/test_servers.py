@@ -7,8 +7,10 @@ tests talk to it over real sockets, as a browser would.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +25,7 @@ from _servers import (
     python_env,
 )
 
+from wsgisse import EventStreamParser, MessageEvent
 from wsgisse.testing import wait_until
 
 APP = "core_app:app"
@@ -133,3 +136,79 @@ def test_one_gevent_process_delivers_100_events_to_1000_subscribers_in_order() -
         assert report["clients"] == 1000
         assert report["complete_in_order"] == 1000, report
         wait_until(lambda: subscribers(server) == 0, timeout=20, message="all unsubscribed")
+
+
+@pytest.mark.parametrize("name", ["gunicorn-gevent", "gevent-pywsgi"])
+def test_the_publish_loop_writes_to_parked_streams_itself(name: str) -> None:
+    with SERVERS[name](APP, pythonpath=[LIVE_DIR]) as server:
+        streams = [open_stream(server.url + "/events") for _ in range(3)]
+        try:
+            wait_until(lambda: subscribers(server) == 3, timeout=10, message="subscribers")
+            for n in range(5):
+                call(server, f"/publish?data=d{n}", "POST")
+                for stream in streams:
+                    assert stream.next_event().data == f"d{n}"
+            assert call(server, "/stats")["counters"]["direct_writes"] >= 12
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+def test_a_slow_reader_whose_socket_fills_still_gets_every_event_intact() -> None:
+    """The publish loop sends part of a frame, and the stream's greenlet the rest."""
+    with SERVERS["gunicorn-gevent"](APP, pythonpath=[LIVE_DIR]) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", server.port))
+        with sock:
+            sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_until(lambda: subscribers(server) == 1, timeout=10, message="subscriber")
+            # More than loopback's autotuned send buffer (4 MiB) holds: the loop's
+            # non-blocking send must come up short at least once.
+            call(server, "/publish?count=100&size=60000", "POST")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            raw = head.split(b"\r\n\r\n", 1)[1]
+            parser, received = EventStreamParser(), []
+            while len(received) < 100:
+                time.sleep(0.0005)  # a slow reader: the server's socket buffer fills
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {len(received)} events"
+                data, raw = dechunk(raw + chunk)
+                received += [e for e in parser.feed(data) if isinstance(e, MessageEvent)]
+        assert [len(event.data) for event in received] == [60000] * 100
+        assert len({event.last_event_id for event in received}) == 100
+        assert call(server, "/stats")["counters"]["direct_writes"] >= 1
+
+
+def dechunk(raw: bytes) -> tuple[bytes, bytes]:
+    """The data of the complete chunks in ``raw``, and what is left."""
+    data = b""
+    while (line_end := raw.find(b"\r\n")) >= 0:
+        size = int(raw[:line_end], 16)
+        if len(raw) < line_end + 4 + size:
+            break
+        data += raw[line_end + 2 : line_end + 2 + size]
+        raw = raw[line_end + 4 + size :]
+    return data, raw
+
+
+def test_an_http_1_0_client_gets_an_unchunked_stream_from_the_publish_loop() -> None:
+    with SERVERS["gevent-pywsgi"](APP, pythonpath=[LIVE_DIR]) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"GET /events HTTP/1.0\r\n\r\n")
+            wait_until(lambda: subscribers(server) == 1, timeout=10, message="subscriber")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert b"chunked" not in head.lower()
+            body = head.split(b"\r\n\r\n", 1)[1]
+            call(server, "/publish?data=plain", "POST")
+            parser = EventStreamParser()
+            events = [e for e in parser.feed(body) if isinstance(e, MessageEvent)]
+            while not events:
+                events += [e for e in parser.feed(sock.recv(4096)) if isinstance(e, MessageEvent)]
+            assert events[0].data == "plain"
+        assert call(server, "/stats")["counters"]["direct_writes"] >= 1

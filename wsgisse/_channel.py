@@ -99,7 +99,13 @@ class Channel:
         # every heartbeat timeout) keeps one entry, and a closed subscription leaves at once.
         self._parked: dict[Subscription, None] = {}
         self._closed = False
-        self._counts = {"events_published": 0, "replays": 0, "history_lost": 0, "slow_dropped": 0}
+        self._counts = {
+            "events_published": 0,
+            "replays": 0,
+            "history_lost": 0,
+            "slow_dropped": 0,
+            "direct_writes": 0,
+        }
         if backend is None:
             backend = MemoryBackend()
         self._backend = backend
@@ -124,7 +130,8 @@ class Channel:
     def counters(self) -> dict[str, int]:
         """Totals since the channel was made: ``events_published``, ``replays``
         (subscribers resumed from history), ``history_lost`` (resumes that could not be
-        served) and ``slow_dropped`` (subscribers that fell too far behind)."""
+        served), ``slow_dropped`` (subscribers that fell too far behind) and
+        ``direct_writes`` (deliveries the publish loop wrote to a socket itself)."""
         with self._lock:
             return dict(self._counts)
 

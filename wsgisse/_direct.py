@@ -136,6 +136,7 @@ def sweep(channel: Channel, parked: Sequence[Subscription]) -> None:
                     framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
                 subscription._cursor = head  # noqa: SLF001
                 served.append((writer, framed))
+                channel._counts["direct_writes"] += 1  # noqa: SLF001
             channel._parked[subscription] = None  # noqa: SLF001 - still waiting
     # Outside the lock: no lock is held while writing to a socket.
     failed = {id(writer) for writer, framed in served if not writer.try_send(framed, now)}

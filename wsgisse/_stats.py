@@ -82,7 +82,8 @@ class Stats:
         totals = {"events_published": 0, "replays": 0, "history_lost": 0, "slow_dropped": 0}
         for channel in channels:
             for name, value in channel.counters().items():
-                totals[name] += value
+                if name in totals:
+                    totals[name] += value
         snapshot.update(totals)
         return snapshot
 

@@ -93,6 +93,7 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
                 "pid": os.getpid(),
                 "subscribers": channel.subscriber_count,
                 "last_event_id": channel.last_event_id,
+                "counters": channel.counters(),
             },
         )
     return _json(start_response, {"error": "not found"}, "404 Not Found")
