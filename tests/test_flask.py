@@ -433,3 +433,32 @@ def test_config_caps_connections_and_tells_browsers_to_come_back() -> None:
             assert second.status_code == 200
             assert second.read_to_end()[-1].data == '{"reason":"capacity"}'
     assert app.extensions["wsgisse"].endpoint.stats.snapshot()["refused"] == {"capacity": 1}
+
+
+def test_a_hook_that_replaces_the_body_still_closes_the_stream() -> None:
+    app = Flask("wrapped")
+    sse = SSE(app)
+
+    @app.after_request
+    def wrap(response: flask.Response) -> flask.Response:
+        encoded = response.iter_encoded()
+
+        def passthrough() -> Iterator[bytes]:
+            # As Flask-Compress streams: a for loop, which (unlike yield from) does not
+            # close what it iterates when it is closed itself.
+            for chunk in encoded:  # noqa: UP028
+                yield chunk
+
+        response.response = passthrough()
+        response.direct_passthrough = False  # as Flask-Compress does
+        return response
+
+    # As a server does when the client has gone: it closes the body it was given.
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/events"}
+    setup_testing_defaults(environ)
+    body = app(environ, lambda status, headers, exc_info=None: None)
+    assert next(iter(body)).startswith(b": wsgisse")
+    with app.app_context():
+        assert sse.channel.subscriber_count == 1
+        body.close()  # type: ignore[attr-defined]
+        assert sse.channel.subscriber_count == 0

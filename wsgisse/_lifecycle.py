@@ -12,13 +12,15 @@ purpose instead: each writes what it has pending, then a farewell event with a j
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import random
 import signal
 import sys
+import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._event import ServerSentEvent
@@ -69,12 +71,31 @@ def farewell(reason: str, retry: int | None, jitter: int) -> bytes:
     return ServerSentEvent(data, event=END_EVENT, retry=delay).encode()
 
 
+_made_here = threading.local()
+
+
+@contextlib.contextmanager
+def collecting(streams: list[Any]) -> Iterator[None]:
+    """Append to ``streams`` every stream made by this thread (or greenlet) meanwhile.
+
+    How the test client finds the streams of one app call, to end them on disconnect.
+    """
+    _made_here.streams = streams
+    try:
+        yield
+    finally:
+        _made_here.streams = None
+
+
 def register(stream: _Endable) -> None:
     """Track a live stream so that :func:`shutdown` can end it.
 
     The first registration also makes the process end its streams when the interpreter
     exits (the Werkzeug reloader restarts its child process with ``sys.exit``).
     """
+    collector = getattr(_made_here, "streams", None)
+    if collector is not None:
+        collector.append(stream)
     with _lock:
         _streams.add(stream)
         if _state["atexit"]:

@@ -15,7 +15,9 @@
 
 The app runs in a worker beside the test (a greenlet under gevent monkey-patching, a
 thread otherwise), exactly as a server would run it: the body is iterated until the test
-disconnects, and then ``close()`` is called. Every wait has a timeout and raises
+disconnects, and then ``close()`` is called by that worker. On disconnect the app's
+event streams are closed at once, so a test may assert right after it that the
+subscriber count is back to zero. Every wait has a timeout and raises
 ``TimeoutError`` rather than hang. Apps are wrapped in ``wsgiref.validate.validator`` by
 default, so a breach of PEP 3333 fails the test.
 """
@@ -31,8 +33,10 @@ from urllib.parse import urlencode
 from wsgiref.util import setup_testing_defaults
 from wsgiref.validate import validator
 
+from ._lifecycle import collecting
 from ._parser import Comment, EventStreamParser, MessageEvent
-from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
+from ._stream import EventStream
+from ._sync import Handoff, HandoffClosed, spawn_worker
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -209,10 +213,8 @@ class _AppRun:
 
     def __init__(self, app: WSGIApplication, environ: WSGIEnvironment) -> None:
         self.output = Handoff()
-        self._lock = native_lock()
-        self._body: Iterable[bytes] | None = None
-        self._closed = False
         self._started = Handoff()
+        self._streams: list[EventStream] = []
         self._app = app
         self._environ = environ
         self.status = ""
@@ -230,23 +232,24 @@ class _AppRun:
 
     def _serve(self) -> None:
         error: BaseException | None = None
+        body: Iterable[bytes] | None = None
         try:
-            body = self._app(self._environ, self._start_response)
-            with self._lock:
-                self._body = body
-                closed = self._closed
+            with collecting(self._streams):
+                body = self._app(self._environ, self._start_response)
             self._started.put(b"started")
-            if not closed:
-                for chunk in body:
-                    if chunk:
-                        self.output.put(chunk)
+            for chunk in body:
+                if chunk:
+                    self.output.put(chunk)
         except HandoffClosed:
             pass
         except BaseException as exc:  # noqa: BLE001 - handed to the test to raise
             error = exc
             self._started.finish(exc)
         finally:
-            self._close_body()
+            # As a server does: the body is closed by whoever iterated it, on its thread.
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
             self.output.finish(error)
 
     def wait_started(self, timeout: float) -> None:
@@ -260,17 +263,16 @@ class _AppRun:
                 raise failed.__cause__ from None
             raise
 
-    def _close_body(self) -> None:
-        with self._lock:
-            body, self._body = self._body, None
-            self._closed = True
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-
     def disconnect(self) -> None:
+        """Leave, as a client whose connection drops.
+
+        The app's event streams are closed at once (so its subscriptions end now); the
+        worker then stops iterating and closes the body itself, as a server would after
+        a failed write.
+        """
         self.output.close()
-        self._close_body()
+        for stream in self._streams:
+            stream.close()
 
 
 class SSETestClient:

@@ -323,6 +323,11 @@ def _respond(wsgi_app: Callable[[WSGIEnvironment, Any], Iterable[bytes]]) -> Res
     if not any(name.lower() == "content-type" for name, _ in headers):
         # Flask adds its default (text/html) to a 204, which must not have one.
         response.headers.remove("Content-Type")
+    close = getattr(body, "close", None)
+    if close is not None:
+        # An after_request hook may wrap or replace response.response (Flask-Compress
+        # does): the stream must still be closed, and so unsubscribed, with the response.
+        response.call_on_close(close)
     return response
 
 
