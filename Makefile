@@ -9,7 +9,9 @@
 #   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
 #   make pytest      the test suite alone (PYTEST_ARGS="-k redis -x" to narrow it)
 #   make coverage    the test suite under coverage, live servers included
-#   make bench       the benchmarks, once benchmarks/ exists
+#   make bench       wsgisse beside its peers, one table (benchmarks/README.rst; ~20 min)
+#   make bench-quick the main scenarios only (~5 min)
+#   make soak        churn for a few minutes, then check nothing leaked
 #   make clean       build output and caches; `make distclean` also removes .venv
 
 PYTHON ?= python3
@@ -144,7 +146,7 @@ BENCH_ARGS ?=
 SOAK_ARGS ?=
 .PHONY: bench-quick soak
 
-# `make bench` ~35 min, `make bench-quick` a few minutes, `make soak` (issue 5) a few
+# `make bench` ~20 min, `make bench-quick` ~5 min, `make soak` (issue 5) a few
 # minutes; each installs what it needs (benchmarks/setup.sh) and stops by itself.
 bench:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)

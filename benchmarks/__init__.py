@@ -1,0 +1,1 @@
+"""wsgisse's benchmark suite: ``python -m benchmarks`` (see README.rst)."""
