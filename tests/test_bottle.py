@@ -284,3 +284,24 @@ def test_on_every_server_both_routes_stream_and_clients_are_released(
     # The heartbeat (0.2 s) is the write that tells the server each client is gone.
     wait_until(lambda: subscribers(server.url) == 0, timeout=10)
     assert requests.post(server.url + "/events", timeout=10).status_code == 405
+
+
+def test_the_authorize_hook_reads_the_bottle_request_and_revoke_ends_streams() -> None:
+    def authorize(channels: tuple[str, ...]) -> object:
+        user = bottle.request.query.get("user")
+        if not user:
+            return None
+        return user if user != "mallory" else False
+
+    app = bottle.Bottle()
+    plugin = app.install(SSEPlugin(authorize=authorize))
+    client = SSETestClient(app)
+    with client.stream("/events") as anonymous:
+        assert anonymous.status_code == 401
+    with client.stream("/events?user=mallory") as refused:
+        assert refused.status_code == 403
+    with client.stream("/events?user=alice") as alice:
+        alice.next_comment()
+        assert plugin.endpoint.revoke(user="alice") == 1
+        assert alice.read_to_end()[-1].type == "wsgisse-end"
+    assert plugin.endpoint.stats.snapshot()["refused"] == {"unauthorized": 1, "forbidden": 1}

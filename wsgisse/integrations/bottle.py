@@ -36,10 +36,12 @@ from typing import TYPE_CHECKING, Any
 
 import bottle
 
-from wsgisse import Channel, ServerSentEvent, stream_response
+from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
+
+    from wsgisse._endpoint import Decision
 
 __all__ = ["SSEPlugin"]
 
@@ -62,6 +64,16 @@ class SSEPlugin:
         heartbeat: seconds of silence before a heartbeat comment, for the stream route
             and ``sse=True`` routes (see :class:`~wsgisse.EventStream`).
         retry: the reconnection delay in milliseconds sent to browsers first.
+        authorize: who may read the stream route: called inside the request (so it may
+            read ``bottle.request``) with the channel names asked for; it returns what a
+            :data:`wsgisse.Authorizer` returns (``None``: 401, ``False``: 403, ``True`` or
+            a user name: allowed).
+        **endpoint_options: any other option of :class:`wsgisse.SSEApp` for the stream
+            route (``cors``, ``max_connections``, ``max_lifetime``...).
+
+    Attributes:
+        endpoint: the :class:`wsgisse.SSEApp` serving the stream route (its ``stats``,
+            ``revoke()``).
     """
 
     #: The plugin's name: Bottle skips a route's plugins by name (``skip=["wsgisse"]``).
@@ -76,11 +88,17 @@ class SSEPlugin:
         path: str | None = "/events",
         heartbeat: float | None = 15.0,
         retry: int | None = 3000,
+        authorize: Callable[[tuple[str, ...]], Decision] | None = None,
+        **endpoint_options: Any,
     ) -> None:
         self.channel = Channel() if channel is None else channel
         self.path = path
         self.heartbeat = heartbeat
         self.retry = retry
+        hook = None if authorize is None else _in_request(authorize)
+        self.endpoint = SSEApp(
+            self.channel, heartbeat=heartbeat, retry=retry, authorize=hook, **endpoint_options
+        )
 
     def setup(self, app: Any) -> None:
         """Register the stream route on ``app`` (called by ``app.install``).
@@ -107,7 +125,12 @@ class SSEPlugin:
             events = callback(*args, **kwargs)
             if isinstance(events, bottle.HTTPResponse):
                 return events
-            return self._respond(_with_request(events, bottle.request.environ))
+            stream = _with_request(events, bottle.request.environ)
+            return self._respond(
+                lambda environ, start_response: stream_response(
+                    environ, start_response, stream, heartbeat=self.heartbeat, retry=self.retry
+                )
+            )
 
         return serve_events
 
@@ -134,10 +157,10 @@ class SSEPlugin:
         return f"<SSEPlugin {self.path!r} {self.channel!r}>"
 
     def _serve_channel(self) -> Iterable[bytes]:
-        return self._respond(self.channel)
+        return self._respond(self.endpoint)
 
-    def _respond(self, source: Channel | Iterable[object]) -> Iterable[bytes]:
-        """Run :func:`wsgisse.stream_response` and carry its answer into Bottle's response.
+    def _respond(self, wsgi_app: Callable[[Any, Any], Iterable[bytes]]) -> Iterable[bytes]:
+        """Run a wsgisse WSGI answer and carry it into Bottle's response.
 
         The request checks and the status and headers are wsgisse's own; headers already
         set on ``bottle.response`` by a hook or another plugin are kept.
@@ -150,13 +173,7 @@ class SSEPlugin:
             started.append((status, headers))
             return _no_write
 
-        body = stream_response(
-            bottle.request.environ,
-            start_response,
-            source,
-            heartbeat=self.heartbeat,
-            retry=self.retry,
-        )
+        body = wsgi_app(bottle.request.environ, start_response)
         status, headers = started[-1]
         bottle.response.status = status
         for name, value in headers:
@@ -172,6 +189,17 @@ def _with_request(events: Iterable[object], environ: dict[str, Any]) -> Iterator
     """
     bottle.request.bind(environ)
     yield from events
+
+
+def _in_request(
+    authorize: Callable[[tuple[str, ...]], Decision],
+) -> Callable[[Any, tuple[str, ...]], Decision]:
+    # The endpoint runs inside the stream route's callback: bottle.request is bound.
+    def hook(environ: Any, channels: tuple[str, ...]) -> Decision:
+        del environ
+        return authorize(channels)
+
+    return hook
 
 
 def _no_write(data: bytes) -> object:
