@@ -15,7 +15,15 @@ from typing import Any
 
 import psutil
 import pytest
-from _servers import LIVE_DIR, ServerProcess, free_port, open_stream, python_env
+from _servers import (
+    LIVE_DIR,
+    RedisServer,
+    ServerProcess,
+    free_port,
+    gunicorn_gevent,
+    open_stream,
+    python_env,
+)
 
 from wsgisse.testing import wait_until
 
@@ -181,3 +189,75 @@ def test_the_sync_worker_is_refused_at_start_up_with_the_fix() -> None:
     )
     assert result.returncode != 0
     assert "-k gevent" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_sighup_with_the_redis_backend_loses_no_event_for_200_streams(
+    redis_server: RedisServer,
+) -> None:
+    """Publishing goes on through the reload; every client gets every event once."""
+    last = 299
+    server = gunicorn_gevent(
+        "tests.live.redis_app:app",
+        workers=2,
+        extra_args=["--graceful-timeout", str(GRACEFUL_TIMEOUT)],
+        env={"WSGISSE_TEST_REDIS_URL": redis_server.url},
+    ).start()
+    followers = publisher = None
+    try:
+        old_workers = {p.pid for p in server.group_members() if p.pid != server.pid}
+        followers = subprocess.Popen(
+            [
+                sys.executable,
+                str(LIVE_DIR / "reload_follow.py"),
+                server.url,
+                str(STREAMS),
+                str(last),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=python_env(),
+        )
+        assert read_line(followers, 60) == "READY"
+        publisher = subprocess.Popen(
+            [
+                sys.executable,
+                str(LIVE_DIR / "redis_app.py"),
+                redis_server.url,
+                str(last + 1),
+                "--interval",
+                "0.02",
+            ],
+            stdout=subprocess.DEVNULL,
+            env=python_env(),
+        )
+        time.sleep(1.0)  # let publishing run before the reload (not a synchronisation)
+        started = time.monotonic()
+        os.kill(server.pid, signal.SIGHUP)
+        wait_until(
+            lambda: all(
+                not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+                for pid in old_workers
+            ),
+            timeout=GRACEFUL_TIMEOUT,
+            message="the old workers' exit",
+        )
+        took = time.monotonic() - started
+        assert publisher.wait(60) == 0
+        out, _ = followers.communicate(timeout=120)
+    finally:
+        for process in (followers, publisher):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(10)
+        server.close()
+    assert took < EXIT_BOUND, f"the old workers took {took:.1f} s to exit"
+    clients = json.loads(out.strip().splitlines()[-1])["clients"]
+    assert len(clients) == STREAMS
+    for client in clients:
+        assert client["ns"] == list(range(client["ns"][0], last + 1))  # in order, no duplicate
+        assert client["farewells"] == 1
+        assert len(set(client["pids"])) == 2  # served by an old worker, then by a new one
+    # Subscribed before the first publish, each client got them all.
+    assert all(client["ns"][0] == 0 for client in clients)
