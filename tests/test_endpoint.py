@@ -10,7 +10,7 @@ import pytest
 
 import wsgisse
 from wsgisse import CORS, END_EVENT, HISTORY_LOST_EVENT, Channel, SSEApp, Stats
-from wsgisse._lifecycle import _state as lifecycle_state
+from wsgisse._lifecycle import _process as lifecycle_process
 from wsgisse.testing import SSETestClient, StreamResponse
 
 BROWSER = {"Accept": "text/event-stream"}
@@ -295,7 +295,7 @@ def test_the_metrics_app_serves_prometheus_text() -> None:
 @pytest.fixture
 def restore_lifecycle() -> Iterator[None]:
     yield
-    lifecycle_state["shutting_down"] = False
+    lifecycle_process.shutting_down = False
 
 
 @pytest.mark.usefixtures("restore_lifecycle")

@@ -53,11 +53,20 @@ class _Endable(Protocol):
     def end(self, reason: str) -> None: ...
 
 
-_lock = native_lock()
-_streams: weakref.WeakSet[_Endable] = weakref.WeakSet()
-_state = {"shutting_down": False, "atexit": False}
-_limit: list[int | None] = [None]
-_chained: set[Callable[[int, FrameType | None], None]] = set()
+class _Process:
+    """What this process knows of its streams (one instance: signals are per process)."""
+
+    def __init__(self) -> None:
+        self.lock = native_lock()
+        self.streams: weakref.WeakSet[_Endable] = weakref.WeakSet()
+        self.shutting_down = False
+        self.exit_hook_registered = False
+        self.stream_limit: int | None = None
+        self.chained_handlers: set[Callable[[int, FrameType | None], None]] = set()
+
+
+# Created empty at import (no side effect); filled as streams open.
+_process = _Process()
 
 
 def farewell(reason: str, retry: int | None, jitter: int) -> bytes:
@@ -96,29 +105,29 @@ def register(stream: _Endable) -> None:
     collector = getattr(_made_here, "streams", None)
     if collector is not None:
         collector.append(stream)
-    with _lock:
-        _streams.add(stream)
-        if _state["atexit"]:
+    with _process.lock:
+        _process.streams.add(stream)
+        if _process.exit_hook_registered:
             return
-        _state["atexit"] = True
+        _process.exit_hook_registered = True
     atexit.register(shutdown, timeout=1.0)
 
 
 def unregister(stream: _Endable) -> None:
     """Stop tracking a stream (it has closed)."""
-    with _lock:
-        _streams.discard(stream)
+    with _process.lock:
+        _process.streams.discard(stream)
 
 
 def live_streams() -> int:
     """How many streams are open in this process."""
-    with _lock:
-        return len(_streams)
+    with _process.lock:
+        return len(_process.streams)
 
 
 def stream_limit() -> int | None:
     """The most streams this process may hold at once (``None``: no limit)."""
-    return _limit[0]
+    return _process.stream_limit
 
 
 def set_stream_limit(limit: int | None) -> None:
@@ -129,12 +138,12 @@ def set_stream_limit(limit: int | None) -> None:
     """
     if limit is not None and limit < 1:
         raise ValueError(f"the stream limit must be at least 1, not {limit}")
-    _limit[0] = limit
+    _process.stream_limit = limit
 
 
 def shutting_down() -> bool:
     """Whether :func:`shutdown` has begun in this process."""
-    return _state["shutting_down"]
+    return _process.shutting_down
 
 
 def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
@@ -145,9 +154,9 @@ def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
     once. Waits up to ``timeout`` seconds for the streams to close (cooperatively under
     gevent). Call it before stopping a server: ``wsgisse.shutdown(); server.stop()``.
     """
-    with _lock:
-        _state["shutting_down"] = True
-        streams = list(_streams)
+    with _process.lock:
+        _process.shutting_down = True
+        streams = list(_process.streams)
     for stream in streams:
         stream.end(reason)
     deadline = time.monotonic() + timeout
@@ -177,7 +186,7 @@ def chain_shutdown_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SI
     for signum in signals:
         try:
             previous = signal.getsignal(signum)
-            if previous in _chained:
+            if previous in _process.chained_handlers:
                 continue
             signal.signal(signum, _chained_handler(previous))
         except ValueError:  # Not the main thread.
@@ -195,5 +204,5 @@ def _chained_handler(previous: Any) -> Callable[[int, FrameType | None], None]:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
 
-    _chained.add(handler)
+    _process.chained_handlers.add(handler)
     return handler
