@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._backend import MemoryBackend
 from ._direct import sweep
 from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
-from ._event import ServerSentEvent
+from ._event import ServerSentEvent, _check_id
 from ._log import EventLog
 from ._sync import Waiter, make_waiter, native_lock, native_thread_id, wake_all
 
@@ -182,7 +182,7 @@ class Channel:
             raise InvalidEventError("id", id, "an empty id resets a client's Last-Event-ID")
         body = ServerSentEvent(data, event=event, retry=retry)
         if id is not None:
-            ServerSentEvent(comment="", id=id)  # Validates the id before anything is sent.
+            id = _check_id(id)  # Before anything is sent.
         if self._closed:
             raise ChannelClosedError(f"channel {self.name!r} is closed")
         restricted = None if audience is None else frozenset(audience)
