@@ -19,6 +19,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Present once `pip install -e .[dev]` has succeeded for the current packaging files.
 DEV_STAMP := $(VENV)/.wsgisse-dev-installed
+DEMO_STAMP := $(VENV)/.wsgisse-demo-installed
 PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-check \
 	--progress-bar off
 PYTEST_ARGS ?=
@@ -56,6 +57,11 @@ venv: $(BIN)/python
 # changes need none.
 $(DEV_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
 	$(PIP_INSTALL) -e '.[dev]'
+	touch $@
+
+# The demo needs only its own few packages, not the test tools.
+$(DEMO_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
+	$(PIP_INSTALL) -e '.[demo]'
 	touch $@
 
 dev: $(DEV_STAMP)
@@ -113,7 +119,7 @@ export INSTALL_SYSTEM_DEPS
 system-deps:
 	@bash -euo pipefail -c "$$INSTALL_SYSTEM_DEPS" system-deps $(SYSTEM_DEPS)
 
-demo: $(DEV_STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
 test: system-deps lint typecheck pytest
