@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+from typing import Any
 
 import pytest
 
@@ -380,3 +381,17 @@ def _get_into(subscription: wsgisse.Subscription, outcome: list[BaseException]) 
 
 def wait_parked(channel: Channel) -> None:
     wait_until(lambda: len(channel._parked) == 1, timeout=5)  # noqa: SLF001
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"event": "e"}, {"retry": 0}, {"event": "é", "retry": 5, "id": "given"}],
+)
+def test_the_event_publish_returns_is_the_one_built_with_its_id(kwargs: dict[str, Any]) -> None:
+    channel = Channel()
+    sent = channel.publish({"k": "vé\nline"}, **kwargs)
+    fields = {key: value for key, value in kwargs.items() if key != "id"}
+    expected = wsgisse.ServerSentEvent({"k": "vé\nline"}, id=sent.id, **fields)
+    assert sent == expected
+    assert sent.encode() == expected.encode()
+    assert hash(sent) == hash(expected)

@@ -190,7 +190,7 @@ class Channel:
             sent_id = self._backend.publish(self, body, id)
         else:
             sent_id = self._backend.publish(self, body, id, audience=restricted)
-        return ServerSentEvent(body.data, event=event, id=sent_id, retry=retry)
+        return body._identified(sent_id)  # noqa: SLF001 - the event module's own helper
 
     def append(
         self,

@@ -295,6 +295,20 @@ class ServerSentEvent:
                 args.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
+    def _identified(self, id: str) -> ServerSentEvent:
+        """This event (which has no id) with ``id``, which the caller has validated.
+
+        The id line comes last on the wire, so the frame is this one's plus that line:
+        a channel returns the event it sent without encoding it a second time.
+        """
+        identified = object.__new__(ServerSentEvent)
+        setattr_ = object.__setattr__
+        for name in ("_data", "_event", "_retry", "_comment"):
+            setattr_(identified, name, getattr(self, name))
+        setattr_(identified, "_id", id)
+        setattr_(identified, "_frame", b"%sid: %s\n\n" % (self._frame[:-1], id.encode()))
+        return identified
+
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is frozen: cannot set {name!r}")
 
