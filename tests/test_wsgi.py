@@ -6,6 +6,8 @@ response here is also checked against PEP 3333.
 
 from __future__ import annotations
 
+import inspect
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -271,3 +273,40 @@ def test_last_event_id_helper_reads_header_then_query() -> None:
     assert wsgisse.last_event_id({"QUERY_STRING": "lastEventId=%C3%A9"}) == "é"
     assert wsgisse.last_event_id({"QUERY_STRING": "a=1"}) is None
     assert wsgisse.last_event_id({"HTTP_LAST_EVENT_ID": ""}) is None
+
+
+class _BusyWriter:
+    """Stands in for the publish loop's writer: it reports a write every half interval."""
+
+    remainder = b""
+    bytes_sent = 0
+    last_write = 0.0
+
+
+def test_a_stream_the_publish_loop_keeps_busy_sends_no_heartbeat_until_silence() -> None:
+    subscription = Channel().subscribe()
+    writer = _BusyWriter()
+    heartbeat = 0.05
+    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    assert next(stream).startswith(b": wsgisse")
+    writer.last_write = time.monotonic()
+    busy_until = writer.last_write + 2.0  # 40 heartbeat intervals
+
+    def write_continually() -> None:
+        while time.monotonic() < busy_until:
+            writer.last_write = time.monotonic()
+            time.sleep(heartbeat / 10)
+
+    thread = threading.Thread(target=write_continually)
+    thread.start()
+    # Waiting again after each interval must be a loop: a stream that recursed once per
+    # interval would die of RecursionError after hours of traffic.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack(0)) + 25)
+    try:
+        assert next(stream) == b":\n\n"  # only once the writes stop
+        assert time.monotonic() >= busy_until
+    finally:
+        sys.setrecursionlimit(limit)
+        thread.join(5)
+        stream.close()

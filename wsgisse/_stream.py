@@ -244,24 +244,13 @@ class EventStream:
         if preamble is not None:
             self._preamble = None
             return preamble
-        timeout = self._heartbeat
-        if self._ends_at is not None:
-            remaining = self._ends_at - time.monotonic()
-            if remaining <= 0:
-                self.end("lifetime")
-            elif timeout is None or remaining < timeout:
-                timeout = remaining
         try:
-            return self._source.get(True, timeout)
-        except queue.Empty:
-            now = time.monotonic()
-            if self._ends_at is not None and now >= self._ends_at:
-                return self._next_chunk()
-            direct = self._direct
-            if direct is not None and timeout is not None and now - direct.last_write < timeout:
-                # The publish loop wrote meanwhile: the connection was not silent.
-                return self._next_chunk()
-            return _HEARTBEAT
+            while True:
+                try:
+                    return self._source.get(True, self._wait_time())
+                except queue.Empty:
+                    if self._heartbeat_due():
+                        return _HEARTBEAT
         except SubscriptionClosedError as ended:
             reason = self._end_reason or ended.reason
             with self._lock:
@@ -269,6 +258,31 @@ class EventStream:
             if reason in _FAREWELL_REASONS:
                 return _lifecycle.farewell(reason, self._retry, self._retry_jitter)
             raise StopIteration from None
+
+    def _wait_time(self) -> float | None:
+        """How long the next wait may last: until a heartbeat or the end of life is due."""
+        now = time.monotonic()
+        timeout = self._heartbeat
+        direct = self._direct
+        if timeout is not None and direct is not None and direct.last_write:
+            # The publish loop's writes count as traffic: the silence began at the last.
+            timeout = max(timeout - (now - direct.last_write), 0.0)
+        if self._ends_at is not None:
+            remaining = self._ends_at - now
+            if remaining <= 0:
+                self.end("lifetime")  # The source now ends, and the farewell follows.
+                return 0.0
+            if timeout is None or remaining < timeout:
+                timeout = remaining
+        return timeout
+
+    def _heartbeat_due(self) -> bool:
+        """After a wait timed out: whether the connection has been silent a whole interval."""
+        heartbeat = self._heartbeat
+        if heartbeat is None:
+            return False
+        direct = self._direct
+        return direct is None or time.monotonic() - direct.last_write >= heartbeat
 
     @property
     def closed(self) -> bool:
