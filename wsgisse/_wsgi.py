@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
@@ -15,7 +15,33 @@ if TYPE_CHECKING:
 
     from ._endpoint import ChannelSource
 
-__all__ = ["SSEMiddleware", "stream_response"]
+__all__ = ["SSEMiddleware", "call_app", "stream_response"]
+
+
+def call_app(
+    app: WSGIApplication, environ: WSGIEnvironment
+) -> tuple[str, list[tuple[str, str]], Iterable[bytes]]:
+    """Call a wsgisse WSGI answer and return its status, headers and body.
+
+    For the framework integrations, which carry the answer into their own response
+    objects so that the framework's hooks still apply.
+    """
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        started.append((status, headers))
+        return _no_write
+
+    body = app(environ, start_response)
+    status, headers = started[-1]
+    return status, headers, body
+
+
+def _no_write(data: bytes) -> object:
+    # wsgisse answers never use PEP 3333's write(); a response's body is its iterable.
+    raise RuntimeError("wsgisse responses have no write() callable")
 
 
 def stream_response(

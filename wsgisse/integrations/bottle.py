@@ -37,10 +37,9 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse._wsgi import call_app
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
-
     from wsgisse._endpoint import Decision
 
 __all__ = ["SSEPlugin"]
@@ -165,16 +164,7 @@ class SSEPlugin:
         The request checks and the status and headers are wsgisse's own; headers already
         set on ``bottle.response`` by a hook or another plugin are kept.
         """
-        started: list[tuple[str, list[tuple[str, str]]]] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-        ) -> Callable[[bytes], object]:
-            started.append((status, headers))
-            return _no_write
-
-        body = wsgi_app(bottle.request.environ, start_response)
-        status, headers = started[-1]
+        status, headers, body = call_app(wsgi_app, bottle.request.environ)
         bottle.response.status = status
         for name, value in headers:
             bottle.response.set_header(name, value)
@@ -200,8 +190,3 @@ def _in_request(
         return authorize(channels)
 
     return hook
-
-
-def _no_write(data: bytes) -> object:
-    # stream_response never uses PEP 3333's write(); a response's body is its iterable.
-    raise RuntimeError("wsgisse responses have no write() callable")

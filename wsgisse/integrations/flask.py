@@ -68,9 +68,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 
 from wsgisse import CORS, Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse._wsgi import call_app
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import WSGIEnvironment
 
     from wsgisse._endpoint import Decision
@@ -307,16 +307,7 @@ def _respond(wsgi_app: Callable[[WSGIEnvironment, Any], Iterable[bytes]]) -> Res
     headers of every answer are wsgisse's own; carried into a Flask response, they still
     pass through ``after_request`` hooks (CORS of your own, say).
     """
-    started: list[tuple[str, list[tuple[str, str]]]] = []
-
-    def start_response(
-        status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None, /
-    ) -> Callable[[bytes], object]:
-        started.append((status, headers))
-        return _no_write
-
-    body = wsgi_app(request.environ, start_response)
-    status, headers = started[-1]
+    status, headers, body = call_app(wsgi_app, request.environ)
     response = current_app.response_class(
         body, status=status, headers=headers, direct_passthrough=True
     )
@@ -329,8 +320,3 @@ def _respond(wsgi_app: Callable[[WSGIEnvironment, Any], Iterable[bytes]]) -> Res
         # does): the stream must still be closed, and so unsubscribed, with the response.
         response.call_on_close(close)
     return response
-
-
-def _no_write(data: bytes) -> object:
-    # wsgisse answers never use PEP 3333's write(); a response's body is its iterable.
-    raise RuntimeError("wsgisse responses have no write() callable")
