@@ -7,6 +7,7 @@ response here is also checked against PEP 3333.
 from __future__ import annotations
 
 import inspect
+import itertools
 import sys
 import threading
 import time
@@ -309,4 +310,22 @@ def test_a_stream_the_publish_loop_keeps_busy_sends_no_heartbeat_until_silence()
     finally:
         sys.setrecursionlimit(limit)
         thread.join(5)
+        stream.close()
+
+
+def test_heartbeats_stay_an_interval_apart_after_the_publish_loop_went_quiet() -> None:
+    subscription = Channel().subscribe()
+    writer = _BusyWriter()
+    heartbeat = 0.1
+    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    next(stream)
+    writer.last_write = time.monotonic() - 60  # the loop wrote, long ago
+    try:
+        beats = []
+        for _ in range(3):
+            assert next(stream) == b":\n\n"
+            beats.append(time.monotonic())
+        gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
+        assert all(gap >= heartbeat * 0.9 for gap in gaps), gaps
+    finally:
         stream.close()

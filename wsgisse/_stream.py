@@ -214,6 +214,7 @@ class EventStream:
         self._closed = False
         self._end_reason: str | None = None
         self._served = 0
+        self._last_sent = time.monotonic()
         self._direct = direct if isinstance(source, Subscription) else None
         self._source: _Source
         if isinstance(source, Subscription):
@@ -232,6 +233,7 @@ class EventStream:
     def __next__(self) -> bytes:
         chunk = self._next_chunk()
         self._served += len(chunk)
+        self._last_sent = time.monotonic()
         return chunk
 
     @property
@@ -259,14 +261,19 @@ class EventStream:
                 return _lifecycle.farewell(reason, self._retry, self._retry_jitter)
             raise StopIteration from None
 
+    def _last_traffic(self) -> float:
+        """When the client was last written to, through the server or the publish loop."""
+        direct = self._direct
+        if direct is None:
+            return self._last_sent
+        return max(self._last_sent, direct.last_write)
+
     def _wait_time(self) -> float | None:
         """How long the next wait may last: until a heartbeat or the end of life is due."""
         now = time.monotonic()
         timeout = self._heartbeat
-        direct = self._direct
-        if timeout is not None and direct is not None and direct.last_write:
-            # The publish loop's writes count as traffic: the silence began at the last.
-            timeout = max(timeout - (now - direct.last_write), 0.0)
+        if timeout is not None:
+            timeout = max(timeout - (now - self._last_traffic()), 0.0)
         if self._ends_at is not None:
             remaining = self._ends_at - now
             if remaining <= 0:
@@ -279,10 +286,7 @@ class EventStream:
     def _heartbeat_due(self) -> bool:
         """After a wait timed out: whether the connection has been silent a whole interval."""
         heartbeat = self._heartbeat
-        if heartbeat is None:
-            return False
-        direct = self._direct
-        return direct is None or time.monotonic() - direct.last_write >= heartbeat
+        return heartbeat is not None and time.monotonic() - self._last_traffic() >= heartbeat
 
     @property
     def closed(self) -> bool:
