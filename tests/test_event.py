@@ -11,7 +11,7 @@ import pytest
 from cases import CASES, Case
 
 from wsgisse._errors import InvalidEventError
-from wsgisse._event import MAX_RETRY, ServerSentEvent, encode_comment
+from wsgisse._event import MAX_RETRY, ServerSentEvent
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -239,17 +239,3 @@ def test_event_survives_pickle_and_copy() -> None:
 def test_encode_returns_the_same_bytes_every_time() -> None:
     event = ServerSentEvent("x")
     assert event.encode() is event.encode()
-
-
-def test_encode_comment_makes_a_comment_only_frame() -> None:
-    assert encode_comment("ping") == b": ping\n\n"
-    assert encode_comment("") == b": \n\n"
-    assert encode_comment("a\r\nb") == b": a\n: b\n\n"
-    assert encode_comment("x") == ServerSentEvent(comment="x").encode()
-
-
-@pytest.mark.parametrize("text", [None, b"ping", 5, "\ud800"])
-def test_encode_comment_refuses_what_is_not_text(text: Any) -> None:
-    with pytest.raises(InvalidEventError) as info:
-        encode_comment(text)
-    assert info.value.field == "comment"

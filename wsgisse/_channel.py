@@ -474,7 +474,7 @@ class Subscription:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if not block or (remaining is not None and remaining <= 0):
                     raise queue.Empty
-                channel._parked[self] = None  # noqa: SLF001
+                self._park_locked()
             self._waiter.wait(remaining)
 
     def _take_locked(self) -> bytes:

@@ -115,7 +115,11 @@ def sweep(channel: Channel, parked: Sequence[Subscription]) -> None:
     framed_at: dict[int, bytes] = {}
     with channel._lock:  # noqa: SLF001
         log = channel._log  # noqa: SLF001
+        if log.audience_held:  # Filtering per subscriber is the greenlets' job.
+            to_wake.extend(parked)
+            parked = ()
         head = log.head
+        oldest = log.oldest
         for subscription in parked:
             writer = subscription._direct  # noqa: SLF001
             cursor = subscription._cursor  # noqa: SLF001
@@ -124,9 +128,8 @@ def sweep(channel: Channel, parked: Sequence[Subscription]) -> None:
                 or writer.remainder
                 or subscription._end_reason is not None  # noqa: SLF001
                 or subscription._prelude  # noqa: SLF001
-                or not log.oldest <= cursor
+                or cursor < oldest
                 or head - cursor > _MAX_DIRECT_LAG
-                or log.audience_held
             ):
                 to_wake.append(subscription)
                 continue
@@ -136,8 +139,8 @@ def sweep(channel: Channel, parked: Sequence[Subscription]) -> None:
                     framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
                 subscription._cursor = head  # noqa: SLF001
                 served.append((writer, framed))
-                channel._counts["direct_writes"] += 1  # noqa: SLF001
             channel._parked[subscription] = None  # noqa: SLF001 - still waiting
+        channel._counts["direct_writes"] += len(served)  # noqa: SLF001
     # Outside the lock: no lock is held while writing to a socket.
     failed = {id(writer) for writer, framed in served if not writer.try_send(framed, now)}
     if failed:

@@ -25,7 +25,7 @@ from typing import Final
 
 from ._errors import InvalidEventError
 
-__all__ = ["MAX_RETRY", "ServerSentEvent", "encode_comment"]
+__all__ = ["MAX_RETRY", "ServerSentEvent"]
 
 MAX_RETRY: Final = 2**31 - 1
 """The largest ``retry`` accepted, in milliseconds (about 24.8 days).
@@ -132,22 +132,6 @@ def _encode_utf8(text: str, fields: tuple[tuple[str, str | None], ...]) -> bytes
                     field, value, "contains a lone surrogate, which UTF-8 cannot carry"
                 ) from exc
         raise  # pragma: no cover - the frame is made only of the fields checked above
-
-
-def encode_comment(text: str) -> bytes:
-    """Encode a comment-only event, as used for heartbeats: ``b": TEXT\\n\\n"``.
-
-    Browsers ignore comments (§9.2.6), but writing one lets a server notice a gone client
-    and keeps proxies from closing an idle connection (§9.2.7 "Authoring notes" suggests a
-    comment line about every 15 seconds). A comment with line breaks (CRLF, CR or LF)
-    becomes several comment lines; the empty comment is ``b": \\n\\n"``.
-
-    Raises:
-        InvalidEventError: ``text`` is not a ``str`` (field ``"comment"``), or holds a lone
-            surrogate.
-    """
-    text = _check_text("comment", text)
-    return _encode_utf8(_lines(": ", text) + "\n", (("comment", text),))
 
 
 def _rebuild(

@@ -212,13 +212,3 @@ class EventLog:
             if now - first_missed_time > self._replay_seconds:
                 return Resume(head, lost=True)
         return Resume(cursor, lost=False)
-
-    def replayable_from(self, now: float) -> int:
-        """The sequence number of the oldest frame that may still be replayed."""
-        cursor = max(self.oldest, self._head - self._replay_limit)
-        if self._replay_seconds is not None:
-            horizon = now - self._replay_seconds
-            capacity = self._capacity
-            while cursor < self._head and self._times[cursor % capacity] < horizon:
-                cursor += 1
-        return cursor
