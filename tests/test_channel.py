@@ -305,9 +305,9 @@ def test_waiting_again_and_again_on_a_quiet_channel_holds_nothing_more() -> None
         with pytest.raises(queue.Empty):
             subscription.get(timeout=0.001)
     # A subscription leaves the parked set as soon as it wakes, timeout or not.
-    assert len(channel._parked) == 0  # noqa: SLF001 - the leak this guards against is internal
+    assert len(channel._fanout.parked) == 0  # noqa: SLF001 - the leak this guards against is internal
     subscription.close()
-    assert len(channel._parked) == 0  # noqa: SLF001
+    assert len(channel._fanout.parked) == 0  # noqa: SLF001
 
 
 def test_an_ended_subscription_gets_what_was_published_before_and_nothing_after() -> None:
@@ -380,7 +380,7 @@ def _get_into(subscription: wsgisse.Subscription, outcome: list[BaseException]) 
 
 
 def wait_parked(channel: Channel) -> None:
-    wait_until(lambda: len(channel._parked) == 1, timeout=5)  # noqa: SLF001
+    wait_until(lambda: len(channel._fanout.parked) == 1, timeout=5)  # noqa: SLF001
 
 
 @pytest.mark.parametrize(
