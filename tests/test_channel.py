@@ -219,18 +219,9 @@ def test_close_wakes_a_thread_blocked_in_get() -> None:
     channel = Channel()
     subscription = channel.subscribe()
     outcome: list[BaseException] = []
-    parked = threading.Event()
-
-    def reader() -> None:
-        parked.set()
-        try:
-            subscription.get(timeout=10)
-        except BaseException as exc:  # noqa: BLE001
-            outcome.append(exc)
-
-    thread = threading.Thread(target=reader)
+    thread = threading.Thread(target=lambda: _get_into(subscription, outcome))
     thread.start()
-    parked.wait(5)
+    wait_parked(channel)  # The close must wake a waiting thread, not one yet to wait.
     subscription.close()
     thread.join(5)
     assert not thread.is_alive()

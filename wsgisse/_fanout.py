@@ -171,37 +171,8 @@ class Fanout:
         audience held) are woken to take their frames themselves.
         """
         now = time.monotonic()
-        served: list[tuple[Member, DirectWriter, bytes]] = []
-        to_wake: list[Member] = []
-        framed_at: dict[int, bytes] = {}
         with self.lock:
-            log = self.log
-            if log.audience_held:  # Filtering per member is the greenlets' job.
-                to_wake.extend(parked)
-                parked = ()
-            head = log.head
-            oldest = log.oldest
-            for member in parked:
-                writer = member.writer
-                cursor = member.cursor
-                if (
-                    writer is None
-                    or writer.remainder
-                    or member.end_reason is not None
-                    or member.prelude
-                    or cursor < oldest
-                    or head - cursor > _MAX_DIRECT_LAG
-                ):
-                    to_wake.append(member)
-                    continue
-                if cursor < head:
-                    framed = framed_at.get(cursor)
-                    if framed is None:  # One framed bytes object for all at the same place.
-                        framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
-                    member.cursor = head
-                    served.append((member, writer, framed))
-                self.parked[member] = None  # Still waiting.
-            self.counts["direct_writes"] += len(served)
+            served, to_wake = self._plan_sweep_locked(parked)
         # Outside the lock: no lock is held while writing to a socket.
         failed = [member for member, writer, framed in served if not writer.try_send(framed, now)]
         if failed:
@@ -211,6 +182,41 @@ class Fanout:
             to_wake += failed
         if to_wake:
             wake_all([member.waiter for member in to_wake])
+
+    def _plan_sweep_locked(
+        self, parked: Sequence[Member]
+    ) -> tuple[list[tuple[Member, DirectWriter, bytes]], list[Member]]:
+        """Who the loop writes to, and what (advancing their cursors), and who is woken."""
+        log = self.log
+        if log.audience_held:  # Filtering per member is the greenlets' job.
+            return [], list(parked)
+        served: list[tuple[Member, DirectWriter, bytes]] = []
+        to_wake: list[Member] = []
+        framed_at: dict[int, bytes] = {}
+        head = log.head
+        oldest = log.oldest
+        for member in parked:
+            writer = member.writer
+            cursor = member.cursor
+            if (
+                writer is None
+                or writer.remainder
+                or member.end_reason is not None
+                or member.prelude
+                or cursor < oldest
+                or head - cursor > _MAX_DIRECT_LAG
+            ):
+                to_wake.append(member)
+                continue
+            if cursor < head:
+                framed = framed_at.get(cursor)
+                if framed is None:  # One framed bytes object for all at the same place.
+                    framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
+                member.cursor = head
+                served.append((member, writer, framed))
+            self.parked[member] = None  # Still waiting.
+        self.counts["direct_writes"] += len(served)
+        return served, to_wake
 
     # -- members --------------------------------------------------------------------------------
 

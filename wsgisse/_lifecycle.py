@@ -14,14 +14,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import signal
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._sync import native_lock, spawn_native_thread
+from ._sync import cooperative_sleep, native_lock, spawn_native_thread
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -136,19 +135,10 @@ def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
     for stream in streams:
         stream.end(reason)
     deadline = time.monotonic() + timeout
-    sleep = _cooperative_sleep()
+    sleep = cooperative_sleep()
     while live_streams() and time.monotonic() < deadline:
         sleep(0.01)
     return len(streams)
-
-
-def _cooperative_sleep() -> Callable[[float], None]:
-    hub_local = sys.modules.get("gevent._hub_local")
-    if hub_local is not None and hub_local.get_hub_if_exists() is not None:
-        import gevent  # noqa: PLC0415 - only in a process that already runs gevent
-
-        return gevent.sleep  # type: ignore[no-any-return]
-    return time.sleep
 
 
 def chain_shutdown_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> bool:

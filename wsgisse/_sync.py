@@ -36,6 +36,7 @@ __all__ = [
     "Latch",
     "Waiter",
     "call_on_hubs",
+    "cooperative_sleep",
     "current_hub",
     "make_waiter",
     "native_lock",
@@ -93,6 +94,16 @@ def current_hub() -> Any:
 
         hub = gevent.get_hub()
     return hub
+
+
+def cooperative_sleep() -> Callable[[float], None]:
+    """``sleep`` for the caller: gevent's on a thread that runs a hub, else ``time.sleep``."""
+    hub_local = sys.modules.get("gevent._hub_local")
+    if hub_local is not None and hub_local.get_hub_if_exists() is not None:
+        import gevent
+
+        return gevent.sleep  # type: ignore[no-any-return]
+    return time.sleep
 
 
 def _is_gevent_thread() -> bool:
