@@ -284,14 +284,25 @@ class _BusyWriter:
     last_write = 0.0
 
 
+class _ProvenFastPath:
+    """Stands in for a FastPath whose proof succeeded: it lends the busy writer."""
+
+    def __init__(self, writer: _BusyWriter) -> None:
+        self.writer = writer
+
+    def writer_for(self, body: object, returned: int) -> _BusyWriter:
+        return self.writer
+
+
 def test_a_stream_the_publish_loop_keeps_busy_sends_no_heartbeat_until_silence() -> None:
     subscription = Channel().subscribe()
     writer = _BusyWriter()
-    heartbeat = 0.05
-    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    heartbeat = 0.1
+    fast_path = _ProvenFastPath(writer)
+    stream = EventStream(subscription, heartbeat=heartbeat, fast_path=fast_path)  # type: ignore[arg-type]
     assert next(stream).startswith(b": wsgisse")
     writer.last_write = time.monotonic()
-    busy_until = writer.last_write + 2.0  # 40 heartbeat intervals
+    busy_until = writer.last_write + 2.0  # 20 heartbeat intervals
 
     def write_continually() -> None:
         while time.monotonic() < busy_until:
@@ -317,7 +328,8 @@ def test_heartbeats_stay_an_interval_apart_after_the_publish_loop_went_quiet() -
     subscription = Channel().subscribe()
     writer = _BusyWriter()
     heartbeat = 0.1
-    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    fast_path = _ProvenFastPath(writer)
+    stream = EventStream(subscription, heartbeat=heartbeat, fast_path=fast_path)  # type: ignore[arg-type]
     next(stream)
     writer.last_write = time.monotonic() - 60  # the loop wrote, long ago
     try:

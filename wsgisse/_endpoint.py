@@ -16,12 +16,13 @@ from . import _lifecycle
 from ._channel import Channel
 from ._control import farewell
 from ._cors import CORS
-from ._direct import DirectWriter
+from ._direct import FastPath, server_of
 from ._errors import ChannelClosedError
 from ._multiplex import MultiSubscription
 from ._request import (
     BadRequest,
     client_address,
+    decline_compression,
     direct_socket,
     is_multithreaded,
     is_preflight,
@@ -29,6 +30,7 @@ from ._request import (
     origin,
     preflight_method,
     prepare_stream_socket,
+    recorded_start_response,
     requested_channels,
     server_software,
     stream_method,
@@ -231,11 +233,9 @@ class SSEApp:
         except ChannelClosedError:
             self._release(address)
             raise BadRequest(_STATUS[204], "", reason="closed") from None
-        lent = direct_socket(environ) if self.direct_writes else None
-        direct = None if lent is None else DirectWriter(*lent)
         stream = EventStream(
             source,
-            direct=direct,
+            fast_path=self._fast_path(environ, start_response),
             heartbeat=self.heartbeat,
             retry=self.retry,
             retry_jitter=self.retry_jitter,
@@ -246,8 +246,25 @@ class SSEApp:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
         self.stats.opened(stream)
         prepare_stream_socket(environ, self.write_timeout)
+        decline_compression(environ)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
         return stream
+
+    def _fast_path(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> FastPath | None:
+        """What the stream needs to let the publish loop write to its socket, if anything.
+
+        Under a framework integration the endpoint is answered through the framework
+        (``call_app``), and the server's own ``start_response`` is the one the integration
+        recorded at the framework's entry. Whether the bytes then reach the server
+        unchanged is proven by the stream itself, once its first bytes are out.
+        """
+        sock = direct_socket(environ) if self.direct_writes else None
+        if sock is None:
+            return None
+        server = server_of(start_response) or server_of(recorded_start_response(environ))
+        return None if server is None else FastPath(sock, server)
 
     def _authorized_user(self, environ: WSGIEnvironment, channels: list[Channel]) -> str | None:
         """The user the ``authorize`` hook admitted (``None``: anonymous or no hook).

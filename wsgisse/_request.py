@@ -21,6 +21,7 @@ __all__ = [
     "BadRequest",
     "client_address",
     "client_socket",
+    "decline_compression",
     "direct_socket",
     "is_multithreaded",
     "is_preflight",
@@ -29,6 +30,8 @@ __all__ = [
     "path",
     "preflight_method",
     "prepare_stream_socket",
+    "record_start_response",
+    "recorded_start_response",
     "requested_channels",
     "server_software",
     "set_no_delay",
@@ -220,19 +223,50 @@ def client_socket(environ: WSGIEnvironment) -> Any:
     return None
 
 
-def direct_socket(environ: WSGIEnvironment) -> tuple[Any, bool] | None:
-    """The socket the publish loop may write to itself, and whether the body is chunked.
+def direct_socket(environ: WSGIEnvironment) -> Any:
+    """The request's socket, if it is one the publish loop could write to itself.
 
-    Only gunicorn's and gevent's own HTTP servers qualify, whose framing of a streamed
-    body is known (chunked on HTTP/1.1, raw on HTTP/1.0), over plain TCP: a TLS socket must
-    be written by its TLS layer. ``None`` anywhere else.
+    Only under gunicorn's and gevent's own HTTP servers, over plain TCP (a TLS socket must
+    be written by its TLS layer); ``None`` anywhere else. Whether it is then *sound* to
+    write to it is the stream's to prove (``_direct.FastPath``).
     """
     if not server_software(environ).startswith(("gunicorn/", "gevent/")):
         return None
     sock = client_socket(environ)
     if sock is None or not hasattr(sock, "_sock") or hasattr(sock, "do_handshake"):
         return None
-    return sock, str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")) != "HTTP/1.0"
+    return sock
+
+
+#: Where an integration records the server's own ``start_response`` when the framework
+#: calls the endpoint with one of its own (see :func:`record_start_response`).
+_SERVER_START_RESPONSE = "wsgisse.server_start_response"
+
+
+def record_start_response(environ: WSGIEnvironment, start_response: object) -> None:
+    """Note the ``start_response`` a framework's WSGI entry point was called with.
+
+    The integrations call it at their app's entry, so that an endpoint the framework
+    calls with a ``start_response`` of its own can still find the server behind it.
+    """
+    environ[_SERVER_START_RESPONSE] = start_response
+
+
+def recorded_start_response(environ: WSGIEnvironment) -> object:
+    """The ``start_response`` an integration recorded at its app's entry, or ``None``."""
+    return environ.get(_SERVER_START_RESPONSE)
+
+
+def decline_compression(environ: WSGIEnvironment) -> None:
+    """Make the request accept only the identity coding, from here on in.
+
+    An event stream must never be compressed by a layer that does not flush after every
+    event (Flask-Compress, Django's ``GZipMiddleware``: both hold it back, and a fast-path
+    write past them corrupts it). Layers that run after the stream was answered (Flask's
+    ``after_request`` hooks, Django's ``process_response``) read ``Accept-Encoding`` from
+    the request: told ``identity``, they leave the stream alone.
+    """
+    environ["HTTP_ACCEPT_ENCODING"] = "identity"
 
 
 def set_no_delay(environ: WSGIEnvironment) -> None:

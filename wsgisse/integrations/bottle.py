@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import bottle
 
 from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
-from wsgisse._wsgi import call_app
+from wsgisse._wsgi import call_app, recording_start_response
 
 if TYPE_CHECKING:
     from wsgisse._endpoint import Decision
@@ -113,6 +113,9 @@ class SSEPlugin:
                 )
         if self.path is not None:
             app.route(self.path, "GET", self._serve_channel, name=self.name)
+        # Lets the stream find the server behind Bottle's answer (the fast path): Bottle
+        # answers every request through its app's wsgi().
+        app.wsgi = recording_start_response(app.wsgi)
 
     def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
         """Stream what ``callback`` returns if its route was declared with ``sse=True``."""

@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, current_app, request
 
 from wsgisse import CORS, Channel, ServerSentEvent, SSEApp, stream_response
-from wsgisse._wsgi import call_app
+from wsgisse._wsgi import call_app, recording_start_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -178,6 +178,8 @@ class SSE:
             cors=self._cors,
         )
         app.extensions[EXTENSION_KEY] = SSEState(channel, endpoint)
+        # Lets the stream find the server behind Flask's answer (the fast path).
+        app.wsgi_app = recording_start_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
         url = config["WSGISSE_URL"]
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
