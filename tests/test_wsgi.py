@@ -44,11 +44,32 @@ def test_the_stream_has_the_event_stream_headers_and_no_hop_by_hop_header() -> N
         assert not HOP_BY_HOP & set(response.headers)
 
 
-def test_the_first_chunk_is_a_comment_and_retry_sent_before_any_event() -> None:
-    with channel_app(Channel(), retry=2500).stream("/events") as response:
+def test_the_first_chunk_is_a_comment_retry_and_the_starting_position() -> None:
+    channel = Channel()
+    with channel_app(channel, retry=2500).stream("/events") as response:
         assert response.next_comment().text == "wsgisse"
         assert response.parser.retry == 2500
-        assert response.body == b": wsgisse\nretry: 2500\n\n"
+        origin = response.parser.last_event_id
+        assert origin.endswith("-0")
+        assert response.body == b": wsgisse\nretry: 2500\nid: %s\n\n" % origin.encode()
+        with pytest.raises(TimeoutError):
+            response.next_event(0.05)  # an id alone dispatches nothing
+    sent = channel.publish("published while the client was away")
+    with channel_app(channel).stream("/events", headers={"Last-Event-ID": origin}) as resumed:
+        assert resumed.next_event().data == sent.data
+
+
+def test_a_client_dropped_before_its_first_event_resumes_exactly() -> None:
+    channel = Channel(history=100, max_backlog=5, slow_after=0)
+    channel.publish("before")
+    with channel_app(channel).stream("/events") as response:
+        response.next_comment()
+        position = response.parser.last_event_id
+        sent = [channel.publish(n) for n in range(20)]  # dropped as slow before reading
+        assert response.read_to_end() == []
+    assert channel.counters()["slow_dropped"] == 1
+    with channel_app(channel).stream("/events", headers={"Last-Event-ID": position}) as resumed:
+        assert [event.data for event in resumed.events(20)] == [e.data for e in sent]
 
 
 def test_other_paths_reach_the_wrapped_app() -> None:

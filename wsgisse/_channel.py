@@ -363,6 +363,18 @@ class Subscription:
         """Why the subscription ended (see :class:`SubscriptionClosedError`), or ``None``."""
         return self._member.end_reason
 
+    @property
+    def last_event_id(self) -> str:
+        """The ``Last-Event-ID`` that resumes this subscription exactly where it is now.
+
+        The id of the last event handed over, or, before any, of the point where the
+        subscription started (for an empty channel, the channel's own origin id), so a
+        client that has received no event yet can still resume without a gap. ``""``
+        when the channel no longer holds that event.
+        """
+        member = self._member
+        return member.fanout.position(member)
+
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
         """Return every encoded frame not yet returned, in one ``bytes``.
 

@@ -38,6 +38,7 @@ DEFAULT_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 _HEARTBEAT = b":\n\n"
+_POSITIONED = (Subscription, MultiSubscription)
 
 
 class _Source(Protocol):
@@ -199,7 +200,13 @@ class EventStream:
             raise ValueError(f"heartbeat must be positive seconds or None, not {heartbeat!r}")
         if max_lifetime is not None and not max_lifetime > 0:
             raise ValueError(f"max_lifetime must be positive seconds or None, not {max_lifetime!r}")
-        self._preamble: bytes | None = ServerSentEvent(comment="wsgisse", retry=retry).encode()
+        # The preamble carries the stream's starting position as its id (a browser takes
+        # the id of an event without data and dispatches nothing), so that a client
+        # dropped before its first event still resumes exactly where it started.
+        position = source.last_event_id if isinstance(source, _POSITIONED) else None
+        self._preamble: bytes | None = ServerSentEvent(
+            comment="wsgisse", retry=retry, id=position or None
+        ).encode()
         self._heartbeat = heartbeat
         self._retry = retry
         self._retry_jitter = retry_jitter
