@@ -18,10 +18,12 @@ from ._control import farewell
 from ._cors import CORS
 from ._direct import FastPath, server_of
 from ._errors import ChannelClosedError
+from ._hangup import watch
 from ._multiplex import MultiSubscription
 from ._request import (
     BadRequest,
     client_address,
+    client_socket,
     decline_compression,
     direct_socket,
     is_multithreaded,
@@ -181,6 +183,8 @@ class SSEApp:
                 self.stats.track_channel(channel)
         self._lock = native_lock()
         self._live: dict[EventStream, tuple[str | None, tuple[str, ...], str]] = {}
+        # What stops watching each live stream's socket for a hang-up (see _hangup).
+        self._unwatch: dict[EventStream, Callable[[], None]] = {}
         self._per_client: dict[str, int] = {}
         self._checked_server = False
 
@@ -245,6 +249,11 @@ class SSEApp:
         with self._lock:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
         self.stats.opened(stream)
+        sock = client_socket(environ)
+        if sock is not None:
+            unwatch = watch(sock, lambda: self._hung_up(stream))
+            with self._lock:
+                self._unwatch[stream] = unwatch
         prepare_stream_socket(environ, self.write_timeout)
         decline_compression(environ)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
@@ -380,9 +389,17 @@ class SSEApp:
             else:
                 self._per_client.pop(address, None)
 
+    def _hung_up(self, stream: EventStream) -> None:
+        """The client left (seen by the hang-up watch): free its slot now, not at a write."""
+        self.stats.hung_up()
+        stream.end("gone")
+
     def _stream_closed(self, stream: EventStream) -> None:
         with self._lock:
             entry = self._live.pop(stream, None)
+            unwatch = self._unwatch.pop(stream, None)
+        if unwatch is not None:
+            unwatch()
         if entry is not None:
             self._release(entry[2])
         self.stats.closed(stream)
