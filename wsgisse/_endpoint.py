@@ -17,6 +17,7 @@ from ._channel import Channel, Subscription
 from ._cors import CORS
 from ._direct import direct_writer
 from ._errors import ChannelClosedError
+from ._forwarded import TrustedProxies
 from ._multiplex import MultiSubscription
 from ._request import (
     BadRequest,
@@ -25,6 +26,7 @@ from ._request import (
     last_event_id,
     origin,
     prepare_stream_socket,
+    remember_client_address,
     requested_channels,
     stream_method,
     wants_event_stream,
@@ -107,7 +109,16 @@ class SSEApp:
             ``EventSource`` treats any non-200 answer as fatal and never comes back),
             and a client that does not accept ``text/event-stream`` gets ``503`` with
             ``Retry-After``.
-        max_connections_per_client: the same, per client address (``REMOTE_ADDR``).
+        max_connections_per_client: the same, per client address (``REMOTE_ADDR``, or
+            the address the trusted proxies forwarded).
+        trusted_proxies: the proxies whose ``X-Forwarded-For`` is believed (addresses
+            and CIDR networks, a comma-separated string, or a
+            :class:`~wsgisse.TrustedProxies` to read ``Forwarded`` instead); see
+            :func:`~wsgisse.client_address`. Every per-client decision uses the address
+            found, and the ``authorize`` hook reads it as
+            ``environ["wsgisse.client_address"]``. ``None`` (the default; Werkzeug's
+            ``ProxyFix`` too believes nothing until told): the peer is the client, so
+            behind a proxy every client is the proxy.
         capacity_retry: the ``retry`` (ms) told to clients refused for capacity.
         max_channels: the most channels one stream may ask for.
         channel_parameter: the query parameter that names channels.
@@ -144,6 +155,7 @@ class SSEApp:
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
         direct_writes: bool = True,
+        trusted_proxies: TrustedProxies | str | Iterable[str] | None = None,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -167,6 +179,11 @@ class SSEApp:
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
         self.direct_writes = direct_writes
+        self.trusted_proxies = (
+            trusted_proxies
+            if trusted_proxies is None or isinstance(trusted_proxies, TrustedProxies)
+            else TrustedProxies(trusted_proxies)
+        )
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -209,12 +226,13 @@ class SSEApp:
         names = requested_channels(environ, self.channel_parameter, self.max_channels)
         resume_from = last_event_id(environ)
         channels = self._resolve(names)
+        address = client_address(environ, self.trusted_proxies)
+        remember_client_address(environ, address)
         user = self._authorized_user(environ, channels)
         if method == "HEAD":
             start_response(EventStream.status, [*EventStream.headers, *cors_headers])
             return []
         self._check_server(environ)
-        address = client_address(environ)
         if not self._admit(address):
             return self._refuse_for_capacity(environ, start_response, cors_headers)
         try:

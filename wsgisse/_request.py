@@ -12,10 +12,15 @@ import socket
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ._forwarded import TrustedProxies, forwarded_client
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = [
+    "CLIENT_ADDRESS_KEY",
     "MAX_CHANNEL_NAME_LENGTH",
     "MAX_ID_LENGTH",
     "BadRequest",
@@ -23,6 +28,7 @@ __all__ = [
     "last_event_id",
     "origin",
     "prepare_stream_socket",
+    "remember_client_address",
     "requested_channels",
     "set_no_delay",
     "stream_method",
@@ -159,9 +165,41 @@ def origin(environ: WSGIEnvironment) -> str | None:
     return str(value) if value else None
 
 
-def client_address(environ: WSGIEnvironment) -> str:
-    """The address of the peer (behind a proxy: the proxy's; see the deployment docs)."""
-    return str(environ.get("REMOTE_ADDR") or "")
+#: The environ key under which :class:`~wsgisse.SSEApp` leaves the client address it
+#: computed (``trusted_proxies`` applied) before it calls the ``authorize`` hook.
+CLIENT_ADDRESS_KEY = "wsgisse.client_address"
+
+
+def client_address(
+    environ: WSGIEnvironment, trusted_proxies: TrustedProxies | str | Iterable[str] | None = None
+) -> str:
+    """The client's address, seen through the proxies you trust.
+
+    Without ``trusted_proxies`` it is the TCP peer, ``REMOTE_ADDR`` (behind a proxy: the
+    proxy's). With them, and when the peer is one of them, it is the right-most address
+    of the proxies' ``X-Forwarded-For`` (or ``Forwarded``; see
+    :class:`~wsgisse.TrustedProxies`) that is not a trusted proxy: a header sent by any
+    other peer is ignored, so a client cannot choose its own address.
+
+    Raises:
+        ValueError: ``trusted_proxies`` holds an entry that is not an address or network.
+    """
+    trusted = (
+        trusted_proxies
+        if trusted_proxies is None or isinstance(trusted_proxies, TrustedProxies)
+        else TrustedProxies(trusted_proxies)
+    )
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    if trusted is None:
+        return peer
+    key = "HTTP_FORWARDED" if trusted.header == "forwarded" else "HTTP_X_FORWARDED_FOR"
+    header = environ.get(key)
+    return forwarded_client(peer, None if header is None else str(header), trusted)
+
+
+def remember_client_address(environ: WSGIEnvironment, address: str) -> None:
+    """Leave ``address`` in the environ under :data:`CLIENT_ADDRESS_KEY` for the hooks."""
+    environ[CLIENT_ADDRESS_KEY] = address
 
 
 def wants_event_stream(environ: WSGIEnvironment) -> bool:
