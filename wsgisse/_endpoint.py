@@ -28,6 +28,7 @@ from ._request import (
     prepare_stream_socket,
     remember_client_address,
     requested_channels,
+    serves_one_request_at_a_time,
     stream_method,
     wants_event_stream,
 )
@@ -58,8 +59,17 @@ _STATUS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     429: "429 Too Many Requests",
+    500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
+
+_ONE_AT_A_TIME = (
+    "wsgisse: this server serves one request at a time (wsgiref's simple_server, "
+    "bottle.run()'s default, a server without threads), so an event stream would freeze "
+    "every other request; the stream was refused. Serve the app with gunicorn -k gevent, "
+    "gevent's WSGIServer, bottle.run(server='gevent'), or a threaded server "
+    "(gunicorn -k gthread, Werkzeug's threaded=True, waitress)."
+)
 
 
 def _plain(
@@ -193,6 +203,7 @@ class SSEApp:
         self._live: dict[EventStream, tuple[str | None, tuple[str, ...], str]] = {}
         self._per_client: dict[str, int] = {}
         self._checked_server = False
+        self._refused_server = False
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one stream request (or its CORS preflight)."""
@@ -398,7 +409,17 @@ class SSEApp:
         return []
 
     def _check_server(self, environ: WSGIEnvironment) -> None:
-        """Once: warn about a server that cannot hold streams, and end streams on SIGTERM."""
+        """Refuse a one-request server; once: warn about gunicorn's sync worker, chain SIGTERM.
+
+        Raises:
+            BadRequest: 500 naming the fix, on a server that serves one request at a time
+                (logged once per endpoint): a stream there would freeze the whole site.
+        """
+        if serves_one_request_at_a_time(environ, in_gevent=current_hub() is not None):
+            if not self._refused_server:
+                self._refused_server = True
+                log.error("%s", _ONE_AT_A_TIME)
+            raise BadRequest(_STATUS[500], _ONE_AT_A_TIME, reason="server")
         if self._checked_server:
             return
         self._checked_server = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -30,6 +31,7 @@ __all__ = [
     "prepare_stream_socket",
     "remember_client_address",
     "requested_channels",
+    "serves_one_request_at_a_time",
     "set_no_delay",
     "stream_method",
     "wants_event_stream",
@@ -200,6 +202,26 @@ def client_address(
 def remember_client_address(environ: WSGIEnvironment, address: str) -> None:
     """Leave ``address`` in the environ under :data:`CLIENT_ADDRESS_KEY` for the hooks."""
     environ[CLIENT_ADDRESS_KEY] = address
+
+
+def serves_one_request_at_a_time(environ: WSGIEnvironment, in_gevent: bool) -> bool:
+    """Whether the server says it serves one request at a time, so that a stream freezes it.
+
+    That is a server (one that names itself in ``SERVER_SOFTWARE``: an environ made by
+    hand in a test is none) whose environ is neither ``wsgi.multithread`` nor
+    ``wsgi.multiprocess``, running the request on the main thread outside gevent
+    (``in_gevent``): wsgiref's ``simple_server`` and so Bottle's default ``bottle.run()``,
+    Werkzeug without threads, one gunicorn sync worker. The main thread is asked for
+    because wsgiref's server says ``multithread`` False even when a ``ThreadingMixIn``
+    runs each request on a thread of its own.
+    """
+    return (
+        bool(environ.get("SERVER_SOFTWARE"))
+        and environ.get("wsgi.multithread") is False
+        and environ.get("wsgi.multiprocess") is False
+        and not in_gevent
+        and threading.current_thread() is threading.main_thread()
+    )
 
 
 def wants_event_stream(environ: WSGIEnvironment) -> bool:
