@@ -8,6 +8,7 @@ many hops, nothing at all.
 
 from __future__ import annotations
 
+from typing import Any
 from wsgiref.util import setup_testing_defaults
 
 import pytest
@@ -89,20 +90,20 @@ def test_the_client_is_the_right_most_address_that_is_not_a_trusted_proxy(
     proxies = None if trusted is None else TrustedProxies(trusted, header=header)
     assert forwarded_client(peer, value, proxies) == client
     # The same through the public function and a real environ.
-    environ: dict[str, object] = {"REMOTE_ADDR": peer}
+    environ: dict[str, Any] = {"REMOTE_ADDR": peer}
     setup_testing_defaults(environ)
     environ["REMOTE_ADDR"] = peer
     if value is not None:
         environ["HTTP_FORWARDED" if header == FWD else "HTTP_X_FORWARDED_FOR"] = value
-    assert wsgisse.client_address(environ, proxies) == client  # type: ignore[arg-type]
+    assert wsgisse.client_address(environ, proxies) == client
 
 
 def test_only_the_named_header_is_read() -> None:
     environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_FORWARDED": "for=1.2.3.4"}
-    assert wsgisse.client_address(environ, LOCAL) == "127.0.0.1"  # type: ignore[arg-type]
+    assert wsgisse.client_address(environ, LOCAL) == "127.0.0.1"
     environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}
     forwarded = TrustedProxies(LOCAL, header="Forwarded")
-    assert wsgisse.client_address(environ, forwarded) == "127.0.0.1"  # type: ignore[arg-type]
+    assert wsgisse.client_address(environ, forwarded) == "127.0.0.1"
 
 
 def test_proxies_are_given_as_a_string_or_a_list_and_matched_by_network() -> None:

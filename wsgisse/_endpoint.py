@@ -28,6 +28,7 @@ from ._request import (
     prepare_stream_socket,
     remember_client_address,
     requested_channels,
+    served_by_mod_wsgi,
     serves_one_request_at_a_time,
     stream_method,
     wants_event_stream,
@@ -423,6 +424,12 @@ class SSEApp:
         if self._checked_server:
             return
         self._checked_server = True
+        if served_by_mod_wsgi(environ):
+            # Imported here: only a process that mod_wsgi runs needs it.
+            from .integrations.mod_wsgi import setup  # noqa: PLC0415
+
+            setup()
+            return
         software = str(environ.get("SERVER_SOFTWARE", ""))
         if not software.startswith("gunicorn"):
             return

@@ -31,6 +31,7 @@ __all__ = [
     "prepare_stream_socket",
     "remember_client_address",
     "requested_channels",
+    "served_by_mod_wsgi",
     "serves_one_request_at_a_time",
     "set_no_delay",
     "stream_method",
@@ -222,6 +223,11 @@ def serves_one_request_at_a_time(environ: WSGIEnvironment, in_gevent: bool) -> b
         and not in_gevent
         and threading.current_thread() is threading.main_thread()
     )
+
+
+def served_by_mod_wsgi(environ: WSGIEnvironment) -> bool:
+    """Whether Apache's mod_wsgi runs the request (it says so in ``mod_wsgi.version``)."""
+    return "mod_wsgi.version" in environ
 
 
 def wants_event_stream(environ: WSGIEnvironment) -> bool:
