@@ -14,6 +14,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 import wsgisse
+import wsgisse._request as wsgisse_request
 from wsgisse._forwarded import MAX_HOPS, TrustedProxies, forwarded_client, hops_forwarded
 
 LOCAL = "127.0.0.1,::1"
@@ -134,3 +135,93 @@ def test_only_the_two_headers_can_be_named() -> None:
 def test_forwarded_elements_split_on_commas_outside_quotes_only() -> None:
     assert hops_forwarded('for="a,b";proto=http, for=c') == ["a,b", "c"]
     assert hops_forwarded("") == []
+
+
+# -- what the endpoint and the integrations do with it ---------------------------------------
+
+FORGED = {"X-Forwarded-For": "203.0.113.7"}
+
+
+def _seen_by_authorize(app: Any, peer: str, path: str = "/events") -> tuple[int, list[str]]:
+    """Stream once from ``peer`` with FORGED, and return the status and what the hook saw."""
+    from wsgisse.testing import SSETestClient  # noqa: PLC0415
+
+    with SSETestClient(app).stream(path, headers=FORGED, environ={"REMOTE_ADDR": peer}) as r:
+        return r.status_code, list(SEEN)
+
+
+SEEN: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _clear_seen() -> None:
+    SEEN.clear()
+
+
+def _hook(environ: Any, channels: tuple[str, ...]) -> bool:
+    SEEN.append(environ[wsgisse_request.CLIENT_ADDRESS_KEY])
+    return True
+
+
+@pytest.mark.parametrize(
+    ("peer", "client"), [("127.0.0.1", "203.0.113.7"), ("198.51.100.9", "198.51.100.9")]
+)
+def test_the_authorize_hook_reads_the_client_address_the_endpoint_found(
+    peer: str, client: str
+) -> None:
+    assert wsgisse_request.CLIENT_ADDRESS_KEY == "wsgisse.client_address"
+    app = wsgisse.SSEApp(wsgisse.Channel(), authorize=_hook, trusted_proxies="127.0.0.1")
+    assert _seen_by_authorize(app, peer) == (200, [client])
+
+
+def test_without_trusted_proxies_the_hook_sees_the_peer() -> None:
+    app = wsgisse.SSEApp(wsgisse.Channel(), authorize=_hook)
+    assert _seen_by_authorize(app, "127.0.0.1") == (200, ["127.0.0.1"])
+
+
+def test_the_per_client_cap_counts_the_forwarded_client() -> None:
+    from wsgisse.testing import SSETestClient  # noqa: PLC0415
+
+    app = wsgisse.SSEApp(
+        wsgisse.Channel(), max_connections_per_client=1, trusted_proxies=["127.0.0.1"]
+    )
+    client = SSETestClient(app)
+    peer = {"REMOTE_ADDR": "127.0.0.1"}
+    with (
+        client.stream("/events", headers={"X-Forwarded-For": "203.0.113.1"}, environ=peer) as a,
+        client.stream("/events", headers={"X-Forwarded-For": "203.0.113.2"}, environ=peer) as b,
+        client.stream("/events", headers={"X-Forwarded-For": "203.0.113.1"}, environ=peer) as c,
+    ):
+        assert a.status_code == b.status_code == 200
+        # Not a browser (no Accept: text/event-stream): told 503, come back later.
+        assert c.status_code == 503
+        assert app.connected == 2
+
+
+def test_the_flask_extension_takes_wsgisse_trusted_proxies() -> None:
+    from flask import Flask, request  # noqa: PLC0415
+
+    from wsgisse.integrations.flask import SSE  # noqa: PLC0415
+
+    def authorize(channels: tuple[str, ...]) -> bool:
+        SEEN.append(request.environ["wsgisse.client_address"])
+        return True
+
+    app = Flask(__name__)
+    app.config["WSGISSE_TRUSTED_PROXIES"] = "127.0.0.1, ::1"
+    SSE(app, authorize=authorize)
+    assert _seen_by_authorize(app, "::1") == (200, ["203.0.113.7"])
+
+
+def test_the_bottle_plugin_takes_trusted_proxies() -> None:
+    import bottle  # noqa: PLC0415
+
+    from wsgisse.integrations.bottle import SSEPlugin  # noqa: PLC0415
+
+    def authorize(channels: tuple[str, ...]) -> bool:
+        SEEN.append(bottle.request.environ["wsgisse.client_address"])
+        return True
+
+    app = bottle.Bottle()
+    app.install(SSEPlugin(authorize=authorize, trusted_proxies="127.0.0.0/8"))
+    assert _seen_by_authorize(app, "127.0.0.5") == (200, ["203.0.113.7"])
