@@ -7,7 +7,7 @@
 * The memory backend under several gunicorn workers: a warning at start-up and one at
   the first stream of a memory channel in a worker, naming ``RedisBackend``.
 * ``import wsgisse.integrations.flask`` (or bottle) without the framework names the extra.
-* gunicorn ``-k eventlet``: gunicorn 24 and later have no such worker and stop at start
+* gunicorn ``-k eventlet``: gunicorn 26 and later have no such worker and stop at start
   (measured here, with the gunicorn installed); for older ones the hook's decision,
   taken from gunicorn's real configuration object, refuses it naming ``-k gevent``.
 """

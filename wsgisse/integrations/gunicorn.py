@@ -12,9 +12,10 @@ What it does in each worker, once it has loaded the app:
 
 * ``sync`` worker: refuses to boot, naming the fix. It serves one request at a time per
   process, so one event stream would pin the whole worker.
-* ``eventlet`` worker (gunicorn before 24; eventlet is deprecated upstream): refuses to
-  boot, naming ``-k gevent``. wsgisse waits with native locks and threads, which
-  eventlet's green threads do not see, so a stream would hang its worker.
+* ``eventlet`` worker (gunicorn before 26; eventlet is deprecated upstream): refuses to
+  boot, naming ``-k gevent``. wsgisse is made for gevent's hub and for native threads;
+  under eventlet's (gunicorn 23, eventlet 0.41) streams flowed, but every stop ended in
+  a crash of the worker (``Cannot switch to MAINLOOP from MAINLOOP``, exit 255).
 * several workers (``-w 2`` and up): warns at start-up when the Redis backend is not even
   imported, and, exactly, in each worker at the first stream of a channel kept in
   memory (:class:`wsgisse.MemoryBackend`): its events reach only that worker's clients.
@@ -48,9 +49,10 @@ _SYNC_REFUSAL = (
     "raise --worker-connections for many streams) or -k gthread --threads N."
 )
 _EVENTLET_REFUSAL = (
-    "wsgisse: gunicorn's eventlet worker cannot serve event streams (wsgisse's waits "
-    "are native, and would block eventlet's hub: the stream would hang). Run gunicorn "
-    "with -k gevent (pip install gevent), or -k gthread --threads N."
+    "wsgisse: gunicorn's eventlet worker is not supported (eventlet is deprecated "
+    "upstream and gunicorn 26 removed the worker; under it a worker with streams crashes "
+    "when it stops). Run gunicorn with -k gevent (pip install gevent), or -k gthread "
+    "--threads N."
 )
 
 
