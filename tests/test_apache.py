@@ -284,3 +284,26 @@ def test_the_deployment_guide_shows_the_recipe_as_shipped() -> None:
     guide = (REPO_ROOT / "docs" / "deployment.rst").read_text()
     recipe = _without_header_comment((DEPLOY_DIR / "apache" / "wsgisse.conf").read_text())
     assert recipe in _literal_blocks(guide), "docs/deployment.rst does not show the recipe"
+
+
+def test_embedded_mode_streams_and_is_warned_of(
+    start_server: StartServer, certificate: Any
+) -> None:
+    # The recipe without its WSGIProcessGroup: the app runs inside Apache's own children,
+    # whose threads (ThreadsPerChild 64 in httpd.conf) the streams then hold.
+    edits = {
+        "    WSGIProcessGroup wsgisse\n": "",
+        # Embedded mode takes its path from WSGIPythonPath, not from the daemon's line.
+        "WSGISocketPrefix {{SOCKET_PREFIX}}": (
+            "WSGISocketPrefix {{SOCKET_PREFIX}}\nWSGIPythonPath {{PYTHON_PATH}}"
+        ),
+    }
+    server = start_server(apache_server(APP, certificate, edits=edits))
+    with _stream(server) as stream:
+        _publish(server, "embedded")
+        assert stream.next_event(timeout=WAIT).data == "embedded"
+        deadline = time.monotonic() + WAIT
+        while "mod_wsgi runs this app in embedded mode" not in server.error_log():
+            assert time.monotonic() < deadline, server.output_tail()
+            time.sleep(0.05)
+    assert "WSGIDaemonProcess" in server.error_log()
