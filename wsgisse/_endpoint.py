@@ -17,9 +17,10 @@ from ._channel import Channel, Subscription
 from ._cors import CORS
 from ._direct import direct_writer
 from ._errors import ChannelClosedError
-from ._forwarded import TrustedProxies
+from ._forwarded import TrustedProxies, trusted_proxies_from
 from ._multiplex import MultiSubscription
 from ._request import (
+    ONE_REQUEST_SERVER,
     BadRequest,
     client_address,
     client_socket,
@@ -63,14 +64,6 @@ _STATUS = {
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
-
-_ONE_AT_A_TIME = (
-    "wsgisse: this server serves one request at a time (wsgiref's simple_server, "
-    "bottle.run()'s default, a server without threads), so an event stream would freeze "
-    "every other request; the stream was refused. Serve the app with gunicorn -k gevent, "
-    "gevent's WSGIServer, bottle.run(server='gevent'), or a threaded server "
-    "(gunicorn -k gthread, Werkzeug's threaded=True, waitress)."
-)
 
 
 def _plain(
@@ -122,14 +115,11 @@ class SSEApp:
             ``Retry-After``.
         max_connections_per_client: the same, per client address (``REMOTE_ADDR``, or
             the address the trusted proxies forwarded).
-        trusted_proxies: the proxies whose ``X-Forwarded-For`` is believed (addresses
-            and CIDR networks, a comma-separated string, or a
-            :class:`~wsgisse.TrustedProxies` to read ``Forwarded`` instead); see
-            :func:`~wsgisse.client_address`. Every per-client decision uses the address
-            found, and the ``authorize`` hook reads it as
-            ``environ["wsgisse.client_address"]``. ``None`` (the default; Werkzeug's
-            ``ProxyFix`` too believes nothing until told): the peer is the client, so
-            behind a proxy every client is the proxy.
+        trusted_proxies: the proxies whose ``X-Forwarded-For`` names the client (see
+            :func:`~wsgisse.client_address`); every per-client decision uses it, and
+            ``authorize`` reads it as ``environ["wsgisse.client_address"]``. ``None``
+            (as Werkzeug's ``ProxyFix``): the peer is the client, so behind a proxy
+            every client is the proxy.
         capacity_retry: the ``retry`` (ms) told to clients refused for capacity.
         max_channels: the most channels one stream may ask for.
         channel_parameter: the query parameter that names channels.
@@ -190,11 +180,7 @@ class SSEApp:
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
         self.direct_writes = direct_writes
-        self.trusted_proxies = (
-            trusted_proxies
-            if trusted_proxies is None or isinstance(trusted_proxies, TrustedProxies)
-            else TrustedProxies(trusted_proxies)
-        )
+        self.trusted_proxies = trusted_proxies_from(trusted_proxies)
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -419,8 +405,8 @@ class SSEApp:
         if serves_one_request_at_a_time(environ, in_gevent=current_hub() is not None):
             if not self._refused_server:
                 self._refused_server = True
-                log.error("%s", _ONE_AT_A_TIME)
-            raise BadRequest(_STATUS[500], _ONE_AT_A_TIME, reason="server")
+                log.error("%s", ONE_REQUEST_SERVER)
+            raise BadRequest(_STATUS[500], ONE_REQUEST_SERVER, reason="server")
         if self._checked_server:
             return
         self._checked_server = True

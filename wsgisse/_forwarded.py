@@ -19,7 +19,14 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["MAX_HOPS", "TrustedProxies", "forwarded_client", "hops_forwarded", "hops_x_forwarded"]
+__all__ = [
+    "MAX_HOPS",
+    "TrustedProxies",
+    "forwarded_client",
+    "hops_forwarded",
+    "hops_x_forwarded",
+    "trusted_proxies_from",
+]
 
 #: The most entries read from the right of a forwarding header. A chain of more trusted
 #: proxies than this is unheard of; the bound keeps a hostile header of thousands of
@@ -119,6 +126,17 @@ class TrustedProxies:
 def _tail(value: str) -> tuple[str, bool]:
     """The last :data:`MAX_HEADER_LENGTH` characters, and whether any were cut."""
     return value[-MAX_HEADER_LENGTH:], len(value) > MAX_HEADER_LENGTH
+
+
+def trusted_proxies_from(
+    value: TrustedProxies | str | Iterable[str] | None,
+) -> TrustedProxies | None:
+    """``value`` as :class:`TrustedProxies` (``None`` stays ``None``: trust no proxy).
+
+    Raises:
+        ValueError: an entry is neither an address nor a network.
+    """
+    return value if value is None or isinstance(value, TrustedProxies) else TrustedProxies(value)
 
 
 def hops_x_forwarded(value: str) -> list[str]:

@@ -13,7 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from ._forwarded import TrustedProxies, forwarded_client
+from ._forwarded import TrustedProxies, forwarded_client, trusted_proxies_from
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -24,6 +24,7 @@ __all__ = [
     "CLIENT_ADDRESS_KEY",
     "MAX_CHANNEL_NAME_LENGTH",
     "MAX_ID_LENGTH",
+    "ONE_REQUEST_SERVER",
     "BadRequest",
     "client_address",
     "last_event_id",
@@ -187,11 +188,7 @@ def client_address(
     Raises:
         ValueError: ``trusted_proxies`` holds an entry that is not an address or network.
     """
-    trusted = (
-        trusted_proxies
-        if trusted_proxies is None or isinstance(trusted_proxies, TrustedProxies)
-        else TrustedProxies(trusted_proxies)
-    )
+    trusted = trusted_proxies_from(trusted_proxies)
     peer = str(environ.get("REMOTE_ADDR") or "")
     if trusted is None:
         return peer
@@ -203,6 +200,16 @@ def client_address(
 def remember_client_address(environ: WSGIEnvironment, address: str) -> None:
     """Leave ``address`` in the environ under :data:`CLIENT_ADDRESS_KEY` for the hooks."""
     environ[CLIENT_ADDRESS_KEY] = address
+
+
+#: What a stream request on such a server is answered (500) and the log says, once.
+ONE_REQUEST_SERVER = (
+    "wsgisse: this server serves one request at a time (wsgiref's simple_server, "
+    "bottle.run()'s default, a server without threads), so an event stream would freeze "
+    "every other request; the stream was refused. Serve the app with gunicorn -k gevent, "
+    "gevent's WSGIServer, bottle.run(server='gevent'), or a threaded server "
+    "(gunicorn -k gthread, Werkzeug's threaded=True, waitress)."
+)
 
 
 def serves_one_request_at_a_time(environ: WSGIEnvironment, in_gevent: bool) -> bool:
