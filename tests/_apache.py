@@ -66,11 +66,13 @@ class ApacheServer(ServerProcess):
         *,
         port: int | None = None,
         edits: Mapping[str, str] | None = None,
+        server_edits: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.app_ref = app_ref
         self.certificate = certificate
         self.edits = dict(edits or {})
+        self.server_edits = dict(server_edits or {})
         self.folder: Path | None = None
         port = free_port() if port is None else port
         environment = {**os.environ, **(env or {})}
@@ -94,6 +96,7 @@ class ApacheServer(ServerProcess):
                     "MODULES": str(MODULES_DIR),
                     "WSGI_MODULE": str(WSGI_MODULE),
                 },
+                self.server_edits,
             )
         )
         (folder / "wsgisse.conf").write_text(
@@ -167,7 +170,11 @@ def apache_server(
     certificate: Certificate,
     *,
     edits: Mapping[str, str] | None = None,
+    server_edits: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> ApacheServer:
-    """An :class:`ApacheServer` serving ``app_ref`` (``module:attr``), not started yet."""
-    return ApacheServer(app_ref, certificate, edits=edits, env=env)
+    """An :class:`ApacheServer` serving ``app_ref`` (``module:attr``), not started yet.
+
+    ``edits`` replace lines of the recipe (wsgisse.conf), ``server_edits`` of httpd.conf.
+    """
+    return ApacheServer(app_ref, certificate, edits=edits, server_edits=server_edits, env=env)

@@ -25,7 +25,7 @@ import pytest
 import requests
 from _apache import ApacheServer, apache_available, apache_server
 from _browser import wait_for_js
-from _proxies import HttpsStream
+from _proxies import HttpsStream, negotiated_protocol
 from _servers import EventStream, open_stream
 from conftest import StartServer
 from playwright.sync_api import Page
@@ -307,3 +307,27 @@ def test_embedded_mode_streams_and_is_warned_of(
             assert time.monotonic() < deadline, server.output_tail()
             time.sleep(0.05)
     assert "WSGIDaemonProcess" in server.error_log()
+
+
+def test_streams_hold_apaches_own_threads_too(start_server: StartServer, certificate: Any) -> None:
+    # httpd.conf's MPM lowered to 8 threads: eight HTTP/1.1 streams open, and then a
+    # ninth connection and every page wait, however many daemon threads are free. Size
+    # MaxRequestWorkers (and H2MaxWorkers) for the streams as well.
+    limit = 8
+    server_edits = {
+        "ThreadsPerChild 64": f"ThreadsPerChild {limit}",
+        "ThreadLimit 64": f"ThreadLimit {limit}",
+        "MaxRequestWorkers 128": f"MaxRequestWorkers {limit}",
+        "MaxSpareThreads 128": f"MaxSpareThreads {2 * limit}",
+    }
+    server = start_server(apache_server(APP, certificate, server_edits=server_edits))
+    streams = [_stream(server) for _ in range(limit)]
+    try:
+        # A ninth connection is not even taken up: its TLS handshake waits.
+        assert negotiated_protocol(server.port, timeout=2) is None
+        with pytest.raises(requests.exceptions.Timeout):
+            requests.get(server.url + "/stats", verify=False, timeout=2)  # noqa: S501
+    finally:
+        for stream in streams:
+            stream.close()
+    assert "server reached MaxRequestWorkers" in server.error_log()
