@@ -25,16 +25,19 @@ PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-che
 PYTEST_ARGS ?=
 
 # command:package pairs for the servers and the browser the live tests start (and openssl,
-# which makes their test certificates).
+# which makes their test certificates). A command given as an absolute path is a file
+# that must exist (mod_wsgi is a module, not a command).
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
-	openssl:openssl
+	openssl:openssl apache2:apache2 \
+	/usr/lib/apache2/modules/mod_wsgi.so:libapache2-mod-wsgi-py3
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
 TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
 	tests/live/run_gevent.py tests/live/run_werkzeug.py \
-	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py
+	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py \
+	tests/_apache.py tests/test_apache.py tests/test_forwarded.py tests/test_proxy_clients.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -75,7 +78,9 @@ for pair in "$$@"; do
     cmd=$${pair%%:*}
     pkg=$${pair#*:}
     # nginx lives in /usr/sbin, which a non-root PATH may lack.
-    if ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
+    if [[ $$cmd == /* ]]; then
+        [ -e "$$cmd" ] || missing+=("$$pkg")
+    elif ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
         missing+=("$$pkg")
     fi
 done

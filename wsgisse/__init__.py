@@ -31,9 +31,10 @@ from ._errors import (
     WsgisseError,
 )
 from ._event import ServerSentEvent
+from ._forwarded import TrustedProxies
 from ._lifecycle import shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
-from ._request import last_event_id
+from ._request import client_address, last_event_id
 from ._stats import Stats, metrics_app
 from ._stream import EventStream
 from ._wsgi import SSEMiddleware, stream_response
@@ -62,8 +63,10 @@ __all__ = [
     "Stats",
     "Subscription",
     "SubscriptionClosedError",
+    "TrustedProxies",
     "UnsafeConcurrencyError",
     "WsgisseError",
+    "client_address",
     "last_event_id",
     "metrics_app",
     "shutdown",

@@ -18,9 +18,11 @@ from ._control import farewell
 from ._cors import CORS
 from ._direct import FastPath, server_of
 from ._errors import ChannelClosedError
+from ._forwarded import TrustedProxies, trusted_proxies_from
 from ._hangup import watch
 from ._multiplex import MultiSubscription
 from ._request import (
+    ONE_REQUEST_SERVER,
     BadRequest,
     client_address,
     client_socket,
@@ -33,8 +35,11 @@ from ._request import (
     preflight_method,
     prepare_stream_socket,
     recorded_start_response,
+    remember_client_address,
     requested_channels,
+    served_by_mod_wsgi,
     server_software,
+    serves_one_request_at_a_time,
     stream_method,
     wants_event_stream,
 )
@@ -65,6 +70,7 @@ _STATUS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     429: "429 Too Many Requests",
+    500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
 
@@ -116,7 +122,13 @@ class SSEApp:
             ``EventSource`` treats any non-200 answer as fatal and never comes back),
             and a client that does not accept ``text/event-stream`` gets ``503`` with
             ``Retry-After``.
-        max_connections_per_client: the same, per client address (``REMOTE_ADDR``).
+        max_connections_per_client: the same, per client address (``REMOTE_ADDR``, or
+            the address the trusted proxies forwarded).
+        trusted_proxies: the proxies whose ``X-Forwarded-For`` names the client (see
+            :func:`~wsgisse.client_address`); every per-client decision uses it, and
+            ``authorize`` reads it as ``environ["wsgisse.client_address"]``. ``None``
+            (as Werkzeug's ``ProxyFix``): the peer is the client, so behind a proxy
+            every client is the proxy.
         capacity_retry: the ``retry`` (ms) told to clients refused for capacity.
         max_channels: the most channels one stream may ask for.
         channel_parameter: the query parameter that names channels.
@@ -153,6 +165,7 @@ class SSEApp:
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
         direct_writes: bool = True,
+        trusted_proxies: TrustedProxies | str | Iterable[str] | None = None,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -176,6 +189,7 @@ class SSEApp:
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
         self.direct_writes = direct_writes
+        self.trusted_proxies = trusted_proxies_from(trusted_proxies)
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -187,6 +201,7 @@ class SSEApp:
         self._unwatch: dict[EventStream, Callable[[], None]] = {}
         self._per_client: dict[str, int] = {}
         self._checked_server = False
+        self._refused_server = False
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one stream request (or its CORS preflight)."""
@@ -220,12 +235,13 @@ class SSEApp:
         names = requested_channels(environ, self.channel_parameter, self.max_channels)
         resume_from = last_event_id(environ)
         channels = self._resolve(names)
+        address = client_address(environ, self.trusted_proxies)
+        remember_client_address(environ, address)
         user = self._authorized_user(environ, channels)
         if method == "HEAD":
             start_response(EventStream.status, [*EventStream.headers, *cors_headers])
             return []
         self._check_server(environ)
-        address = client_address(environ)
         if not self._admit(address):
             return self._refuse_for_capacity(environ, start_response, cors_headers)
         try:
@@ -415,10 +431,28 @@ class SSEApp:
         return []
 
     def _check_server(self, environ: WSGIEnvironment) -> None:
-        """Once: warn about a server that cannot hold streams, and end streams on SIGTERM."""
+        """Refuse a one-request server; once: warn about gunicorn's sync worker, chain SIGTERM.
+
+        Raises:
+            BadRequest: 500 naming the fix, on a server that serves one request at a time
+                (logged once per endpoint): a stream there would freeze the whole site.
+        """
+        if serves_one_request_at_a_time(environ, in_gevent=current_hub() is not None):
+            if not self._refused_server:
+                self._refused_server = True
+                log.error("%s", ONE_REQUEST_SERVER)
+            raise BadRequest(_STATUS[500], ONE_REQUEST_SERVER, reason="server")
         if self._checked_server:
             return
         self._checked_server = True
+        if served_by_mod_wsgi(environ):
+            if not _lifecycle.adapted_to("mod_wsgi"):
+                log.warning(
+                    "wsgisse: under mod_wsgi, call wsgisse.integrations.mod_wsgi.setup() in "
+                    "your WSGI script file, so that streams are capped below the daemon's "
+                    "threads and end with a farewell when Apache stops or reloads"
+                )
+            return
         if not server_software(environ).startswith("gunicorn"):
             return
         if current_hub() is None and not is_multithreaded(environ):

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ._forwarded import TrustedProxies, forwarded_client, trusted_proxies_from
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = [
+    "CLIENT_ADDRESS_KEY",
     "MAX_CHANNEL_NAME_LENGTH",
     "MAX_ID_LENGTH",
+    "ONE_REQUEST_SERVER",
     "BadRequest",
     "client_address",
     "client_socket",
@@ -32,8 +39,11 @@ __all__ = [
     "prepare_stream_socket",
     "record_start_response",
     "recorded_start_response",
+    "remember_client_address",
     "requested_channels",
+    "served_by_mod_wsgi",
     "server_software",
+    "serves_one_request_at_a_time",
     "set_no_delay",
     "stream_method",
     "wants_event_stream",
@@ -195,9 +205,72 @@ def origin(environ: WSGIEnvironment) -> str | None:
     return str(value) if value else None
 
 
-def client_address(environ: WSGIEnvironment) -> str:
-    """The address of the peer (behind a proxy: the proxy's; see the deployment docs)."""
-    return str(environ.get("REMOTE_ADDR") or "")
+#: The environ key under which :class:`~wsgisse.SSEApp` leaves the client address it
+#: computed (``trusted_proxies`` applied) before it calls the ``authorize`` hook.
+CLIENT_ADDRESS_KEY = "wsgisse.client_address"
+
+
+def client_address(
+    environ: WSGIEnvironment, trusted_proxies: TrustedProxies | str | Iterable[str] | None = None
+) -> str:
+    """The client's address, seen through the proxies you trust.
+
+    Without ``trusted_proxies`` it is the TCP peer, ``REMOTE_ADDR`` (behind a proxy: the
+    proxy's). With them, and when the peer is one of them, it is the right-most address
+    of the proxies' ``X-Forwarded-For`` (or ``Forwarded``; see
+    :class:`~wsgisse.TrustedProxies`) that is not a trusted proxy: a header sent by any
+    other peer is ignored, so a client cannot choose its own address.
+
+    Raises:
+        ValueError: ``trusted_proxies`` holds an entry that is not an address or network.
+    """
+    trusted = trusted_proxies_from(trusted_proxies)
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    if trusted is None:
+        return peer
+    key = "HTTP_FORWARDED" if trusted.header == "forwarded" else "HTTP_X_FORWARDED_FOR"
+    header = environ.get(key)
+    return forwarded_client(peer, None if header is None else str(header), trusted)
+
+
+def remember_client_address(environ: WSGIEnvironment, address: str) -> None:
+    """Leave ``address`` in the environ under :data:`CLIENT_ADDRESS_KEY` for the hooks."""
+    environ[CLIENT_ADDRESS_KEY] = address
+
+
+#: What a stream request on such a server is answered (500) and the log says, once.
+ONE_REQUEST_SERVER = (
+    "wsgisse: this server serves one request at a time (wsgiref's simple_server, "
+    "bottle.run()'s default, a server without threads), so an event stream would freeze "
+    "every other request; the stream was refused. Serve the app with gunicorn -k gevent, "
+    "gevent's WSGIServer, bottle.run(server='gevent'), or a threaded server "
+    "(gunicorn -k gthread, Werkzeug's threaded=True, waitress)."
+)
+
+
+def serves_one_request_at_a_time(environ: WSGIEnvironment, in_gevent: bool) -> bool:
+    """Whether the server says it serves one request at a time, so that a stream freezes it.
+
+    That is a server (one that names itself in ``SERVER_SOFTWARE``: an environ made by
+    hand in a test is none) whose environ is neither ``wsgi.multithread`` nor
+    ``wsgi.multiprocess``, running the request on the main thread outside gevent
+    (``in_gevent``): wsgiref's ``simple_server`` and so Bottle's default ``bottle.run()``,
+    Werkzeug without threads, one gunicorn sync worker. The main thread is asked for
+    because wsgiref's server says ``multithread`` False even when a ``ThreadingMixIn``
+    runs each request on a thread of its own.
+    """
+    return (
+        bool(environ.get("SERVER_SOFTWARE"))
+        and environ.get("wsgi.multithread") is False
+        and environ.get("wsgi.multiprocess") is False
+        and not in_gevent
+        and threading.current_thread() is threading.main_thread()
+    )
+
+
+def served_by_mod_wsgi(environ: WSGIEnvironment) -> bool:
+    """Whether Apache's mod_wsgi runs the request (it says so in ``mod_wsgi.version``)."""
+    return "mod_wsgi.version" in environ
 
 
 def wants_event_stream(environ: WSGIEnvironment) -> bool:

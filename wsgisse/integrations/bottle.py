@@ -34,7 +34,14 @@ import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-import bottle
+try:
+    import bottle
+except ImportError as exc:
+    if exc.name is not None and exc.name.split(".")[0] != "bottle":
+        raise  # Bottle is installed but broken: show what it lacks
+    raise ImportError(
+        "wsgisse.integrations.bottle needs Bottle: pip install wsgisse[bottle]", name="bottle"
+    ) from exc
 
 from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
 from wsgisse._wsgi import call_app, recording_start_response
@@ -68,7 +75,8 @@ class SSEPlugin:
             :data:`wsgisse.Authorizer` returns (``None``: 401, ``False``: 403, ``True`` or
             a user name: allowed).
         **endpoint_options: any other option of :class:`wsgisse.SSEApp` for the stream
-            route (``cors``, ``max_connections``, ``max_lifetime``...).
+            route (``cors``, ``max_connections``, ``max_lifetime``, ``trusted_proxies``
+            behind a proxy...).
 
     Attributes:
         endpoint: the :class:`wsgisse.SSEApp` serving the stream route (its ``stats``,
