@@ -18,7 +18,6 @@ import requests
 from _browser import wait_for_js
 from _servers import EventStream, ServerProcess
 from playwright.sync_api import Page
-
 from werkzeug.test import Client
 
 from wsgisse.testing import SSETestClient, wait_until
