@@ -169,10 +169,11 @@ soak:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
-# The site, with warnings as errors and every cross-reference resolved (-n), then the
+# The site, rebuilt whole (-E: an incremental build would not repeat the warnings of
+# unchanged pages) with warnings as errors and every cross-reference resolved (-n), then the
 # doctest builder, which runs every snippet of the docs (tests/test_docs.py checks that
 # every Python snippet is one the builder runs).
-SPHINX_OPTS := -W --keep-going -n -q
+SPHINX_OPTS := -E -W --keep-going -n -q
 docs: $(DEV_STAMP)
 	$(BIN)/sphinx-build -b html $(SPHINX_OPTS) docs docs/_build/html
 	$(BIN)/sphinx-build -b doctest $(SPHINX_OPTS) docs docs/_build/doctest

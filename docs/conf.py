@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # The site documents the work tree's package, installed editable by `make dev`; this
@@ -66,9 +67,6 @@ nitpick_ignore = [
 ]
 nitpick_ignore_regex = [
     (r"py:(class|exc|data|obj)", r"(collections\.abc|typing|_typeshed)\..*"),
-    # napoleon reads the first "words: more words" of an attribute's docstring as its
-    # type; a type with a space in it is never a name to resolve.
-    (r"py:class", r".*\s.*"),
 ]
 
 autodoc_member_order = "bysource"
@@ -90,3 +88,34 @@ __name__ = "docs_snippet"
 sys.path.insert(0, {str(ROOT / "examples")!r})
 """
 doctest_test_doctest_blocks = "default"
+
+
+def _restore_attribute_sentences(
+    app: object, what: str, name: str, obj: object, options: object, lines: list[str]
+) -> None:
+    """Undo napoleon's reading of a sentence as an attribute's type.
+
+    napoleon takes the first ``words: more words`` of an attribute's docstring as its
+    type (``:type: words``); wsgisse's docstrings start with a sentence ("How many events
+    the log holds: ..."), never a type, so a "type" with a space is put back in front.
+    """
+    del app, name, obj, options
+    if what not in {"attribute", "data", "property"}:
+        return
+    for index, line in enumerate(lines):
+        if line.startswith(":type: ") and " " in line.removeprefix(":type: ").strip():
+            sentence = line.removeprefix(":type: ").strip()
+            del lines[index]
+            while lines and not lines[-1].strip():
+                lines.pop()
+            first = next((i for i, text in enumerate(lines) if text.strip()), None)
+            if first is None:
+                lines.append(sentence)
+            else:
+                lines[first] = f"{sentence}: {lines[first].lstrip()}"
+            return
+
+
+def setup(app: Any) -> None:
+    """Run after napoleon (priority 500) on every docstring."""
+    app.connect("autodoc-process-docstring", _restore_attribute_sentences, priority=600)
