@@ -10,16 +10,51 @@ nothing but wsgisse joined what a fresh venv holds, then runs a smoke app from a
 outside the checkout (so the installed package, not the work tree, is imported): a
 threaded ``wsgiref`` server streams one published event to a plain HTTP client.
 
+Before that it checks what PyPI would show: the wheel's metadata has the project URLs and
+only the published extras (no dev or demo tooling), and the sdist carries the files the
+README and the docs point to.
+
 Exits non-zero, with the reason, on any failure; every wait is bounded.
 """
 
 from __future__ import annotations
 
+import email
 import json
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
+
+PROJECT_URLS = {"Documentation", "Source", "Changelog", "Issues"}
+# Each published extra and a package it must install; dev and demo tooling is no extra
+# (requirements/dev.txt, requirements/demo.txt).
+EXTRAS = {
+    "gevent": "gevent",
+    "gunicorn": "gunicorn",
+    "flask": "flask",
+    "bottle": "bottle",
+    "redis": "redis",
+}
+# What the README and the docs send a reader of the sdist to.
+SDIST_FILES = [
+    "README.rst",
+    "CHANGES.rst",
+    "LICENSE",
+    "Makefile",
+    "benchmarks/README.rst",
+    "benchmarks/results/full-run.json",
+    "benchmarks/loadgen/loadgen.c",
+    "deploy/nginx/wsgisse.conf",
+    "docs/conf.py",
+    "docs/index.rst",
+    "examples/demo.py",
+    "requirements/dev.txt",
+    "requirements/demo.txt",
+    "tests/conftest.py",
+]
 
 # The smoke app, run by the fresh venv's interpreter in isolated mode (-I: no user site,
 # no PYTHONPATH, no current directory on the path).
@@ -84,6 +119,10 @@ def main(dist_dir: Path, work_dir: Path) -> int:
     if len(wheels) != 1:
         print(f"expected one wsgisse wheel in {dist_dir}, found {wheels}", file=sys.stderr)
         return 1
+    problems = [*_metadata_problems(wheels[0]), *_sdist_problems(dist_dir)]
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     work_dir = work_dir.resolve()
     env_dir = work_dir / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
@@ -114,6 +153,35 @@ LIST_DISTRIBUTIONS = (
     "from importlib import metadata; import json; "
     "print(json.dumps([d.metadata['Name'].lower() for d in metadata.distributions()]))"
 )
+
+
+def _metadata_problems(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = email.message_from_bytes(archive.read(name))
+    problems = []
+    urls = {entry.split(",", 1)[0] for entry in metadata.get_all("Project-URL", [])}
+    if urls != PROJECT_URLS:
+        problems.append(f"project URLs {sorted(urls)}, expected {sorted(PROJECT_URLS)}")
+    extras = set(metadata.get_all("Provides-Extra", []))
+    if extras != set(EXTRAS):
+        problems.append(f"extras {sorted(extras)}, expected {sorted(EXTRAS)}")
+    requires = metadata.get_all("Requires-Dist", [])
+    if any("extra ==" not in requirement for requirement in requires):
+        problems.append(f"the core requires something: {requires}")
+    for extra, package in EXTRAS.items():
+        if not any(r.startswith(package) and f'extra == "{extra}"' in r for r in requires):
+            problems.append(f"the {extra} extra does not install {package}")
+    return problems
+
+
+def _sdist_problems(dist_dir: Path) -> list[str]:
+    sdists = sorted(dist_dir.glob("wsgisse-*.tar.gz"))
+    if len(sdists) != 1:
+        return [f"expected one wsgisse sdist in {dist_dir}, found {sdists}"]
+    with tarfile.open(sdists[0]) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    return [f"the sdist lacks {path}" for path in SDIST_FILES if path not in names]
 
 
 def _distributions(python: str, cwd: Path) -> set[str]:
