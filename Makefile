@@ -58,7 +58,8 @@ venv: $(BIN)/python
 
 # Re-install only when the packaging files change: the install is editable, so source
 # changes need none.
-$(DEV_STAMP): setup.cfg setup.py pyproject.toml requirements/dev.txt | $(BIN)/python
+$(DEV_STAMP): setup.cfg setup.py pyproject.toml requirements/dev.txt requirements/docs.txt \
+		| $(BIN)/python
 	$(PIP_INSTALL) -r requirements/dev.txt
 	touch $@
 

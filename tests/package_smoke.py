@@ -53,6 +53,8 @@ SDIST_FILES = [
     "examples/demo.py",
     "requirements/dev.txt",
     "requirements/demo.txt",
+    "requirements/docs.txt",
+    ".readthedocs.yaml",
     "tests/conftest.py",
 ]
 
