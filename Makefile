@@ -3,7 +3,9 @@
 # installed by these recipes.
 #
 #   make demo        serve examples/demo.py on http://127.0.0.1:8000
-#   make test        system packages, dev install, lint, typecheck, then the test suite
+#   make test        system packages, dev install, lint, typecheck, docs, package, tests
+#   make docs        the documentation site in docs/_build/html (warnings are errors)
+#   make package     sdist and wheel in dist/, twine check, wheel smoke-tested in a fresh venv
 #   make lint        ruff check + ruff format --check
 #   make format      let ruff fix what it can and format
 #   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
@@ -17,7 +19,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Present once `pip install -e .[dev]` has succeeded for the current packaging files.
+# Present once `pip install -r requirements/dev.txt` (or demo.txt) has succeeded for the
+# current packaging files.
 DEV_STAMP := $(VENV)/.wsgisse-dev-installed
 DEMO_STAMP := $(VENV)/.wsgisse-demo-installed
 PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-check \
@@ -46,7 +49,7 @@ SHELL := /bin/bash
 .NOTPARALLEL:
 
 .PHONY: help venv dev system-deps demo test lint format typecheck pytest coverage bench \
-	clean distclean
+	docs package clean distclean
 
 help:
 	@sed -n '5,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -58,13 +61,14 @@ venv: $(BIN)/python
 
 # Re-install only when the packaging files change: the install is editable, so source
 # changes need none.
-$(DEV_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e '.[dev]'
+$(DEV_STAMP): setup.cfg setup.py pyproject.toml requirements/dev.txt requirements/docs.txt \
+		| $(BIN)/python
+	$(PIP_INSTALL) -r requirements/dev.txt
 	touch $@
 
 # The demo needs only its own few packages, not the test tools.
-$(DEMO_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e '.[demo]'
+$(DEMO_STAMP): setup.cfg setup.py pyproject.toml requirements/demo.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements/demo.txt
 	touch $@
 
 dev: $(DEV_STAMP)
@@ -127,7 +131,7 @@ system-deps:
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck docs package pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -171,8 +175,25 @@ soak:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
+# The site, rebuilt whole (-E: an incremental build would not repeat the warnings of
+# unchanged pages) with warnings as errors and every cross-reference resolved (-n), then the
+# doctest builder, which runs every snippet of the docs (tests/test_docs.py checks that
+# every Python snippet is one the builder runs).
+SPHINX_OPTS := -E -W --keep-going -n -q
+docs: $(DEV_STAMP)
+	$(BIN)/sphinx-build -b html $(SPHINX_OPTS) docs docs/_build/html
+	$(BIN)/sphinx-build -b doctest $(SPHINX_OPTS) docs docs/_build/doctest
+
+# What a release uploads, checked as PyPI would, then installed into a fresh venv with
+# nothing else: the core must pull in no dependency and stream an event over HTTP.
+package: $(DEV_STAMP)
+	rm -rf dist build/package-smoke
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python tests/package_smoke.py dist build/package-smoke
+
 clean:
-	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+	rm -rf build dist docs/_build .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
 		htmlcov .coverage .coverage.* coverage.xml
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

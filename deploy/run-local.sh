@@ -9,7 +9,7 @@
 # runs until Ctrl-C, which stops both. Everything it writes (certificate, configuration,
 # logs) is in a temporary folder, removed on exit. $PYTHON is the interpreter that runs
 # gunicorn (default: the repository's .venv, else python3); it needs what
-# `pip install -e '.[dev]'` installs.
+# `pip install -r requirements/dev.txt` (`make dev`) installs.
 #
 # Open both URLs in a browser and open an example in seven tabs: over HTTP/1.1 the
 # seventh tab waits (six connections per origin); through the proxy, over HTTP/2, it

@@ -42,7 +42,7 @@ NOTICED = 5.0
 UWSGI = Path(sys.executable).parent / "uwsgi"
 
 requires_uwsgi = pytest.mark.skipif(
-    not UWSGI.exists(), reason="uwsgi is not installed: pip install -e '.[dev]'"
+    not UWSGI.exists(), reason="uwsgi is not installed: make dev (requirements/dev.txt)"
 )
 
 
