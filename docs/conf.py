@@ -53,6 +53,7 @@ _PRIVATE = [
     "Decision",
     "DEFAULT_HEADERS",
     "DirectWriter",
+    "FastPath",
     "FlaskAuthorizer",
     "MAX_ID_LENGTH",
     "MultiSubscription",

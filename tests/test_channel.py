@@ -207,10 +207,10 @@ def test_a_subscriber_behind_for_longer_than_slow_after_is_slow() -> None:
     assert dropped.value.reason == "slow"
 
 
-def test_a_subscriber_whose_next_event_fell_out_of_the_log_is_slow_at_once() -> None:
-    channel = Channel(history=10, max_backlog=5)
+def test_a_subscriber_not_reading_while_the_log_fills_is_dropped_after_slow_after() -> None:
+    channel = Channel(history=10, max_backlog=5, slow_after=0.1)
     subscription = channel.subscribe()
-    for n in range(25):  # the log holds 10: the subscriber's next event is gone
+    for n in range(25):  # the log holds 10: publishing waits for it, then drops it
         channel.publish(n)
     with pytest.raises(SubscriptionClosedError) as dropped:
         subscription.get(timeout=1)
@@ -254,7 +254,7 @@ def test_a_subscriber_of_an_empty_channel_is_told_a_position_it_can_resume_from(
 
 
 def test_memory_stays_bounded_by_the_log_whatever_the_subscribers_do() -> None:
-    channel = Channel(history=50, max_backlog=10)
+    channel = Channel(history=50, max_backlog=10, slow_after=0.1)
     idle = [channel.subscribe() for _ in range(20)]
     sent = [channel.publish(n) for n in range(10_000)]
     # Only the newest 50 frames are held: an older id cannot be resumed any more.
@@ -455,3 +455,34 @@ def test_the_event_publish_returns_is_the_one_built_with_its_id(kwargs: dict[str
     assert sent == expected
     assert sent.encode() == expected.encode()
     assert hash(sent) == hash(expected)
+
+
+def test_a_publisher_outrunning_a_reading_subscriber_waits_rather_than_drop_events() -> None:
+    channel = Channel(history=10, max_backlog=5)  # a log of 10 events
+    subscription = channel.subscribe()
+    received: list[str] = []
+
+    def read() -> None:
+        while len(received) < 300:
+            received.extend(datas(subscription.get(timeout=10)))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for n in range(300):  # thirty times the log, as fast as this thread can
+        channel.publish(n)
+    reader.join(20)
+    assert received == [str(n) for n in range(300)]
+    assert channel.counters()["slow_dropped"] == 0
+
+
+def test_a_subscriber_that_never_reads_holds_publishers_back_at_most_slow_after() -> None:
+    channel = Channel(history=10, max_backlog=5, slow_after=0.2)
+    frozen = channel.subscribe()
+    started = time.monotonic()
+    for n in range(100):
+        channel.publish(n)
+    assert time.monotonic() - started < 3  # one wait of about 0.2 s, not one per event
+    assert channel.counters()["slow_dropped"] == 1
+    with pytest.raises(SubscriptionClosedError) as dropped:
+        frozen.get(timeout=1)
+    assert dropped.value.reason == "slow"

@@ -229,3 +229,36 @@ def test_clients_that_hang_up_are_noticed_within_about_a_second(name: str) -> No
         wait_until(lambda: subscribers(server) == 0, timeout=10, message="all noticed")
         assert time.monotonic() - started < 5
         assert call(server, "/stats")["hangups"] == 35
+
+
+def _burst_report(server: ServerProcess, clients: int, publish_query: str) -> dict[str, Any]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(LIVE_DIR / "many_clients.py"),
+            *(server.url, str(clients), "2000", publish_query),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clients", [100, 1000])
+@pytest.mark.parametrize("via", ["thread", "greenlets"])
+def test_a_burst_from_eight_publishers_reaches_every_reading_subscriber(
+    clients: int, via: str
+) -> None:
+    """2,000 events at once, four times the backlog: readers taking them are not slow."""
+    env = {"WSGISSE_HEARTBEAT": "5", "WSGISSE_HISTORY": "1000"}  # a backlog of 500
+    with SERVERS["gunicorn-gevent"](APP, pythonpath=[LIVE_DIR], env=env) as server:
+        report = _burst_report(server, clients, f"publishers=8&via={via}")
+        assert report["connected"] == clients
+        assert report["complete_in_order"] == clients, report
+        assert report["distinct_orders"] == 1  # every client saw the channel's one order
+        assert call(server, "/stats")["counters"]["slow_dropped"] == 0

@@ -49,7 +49,7 @@ class Channel:
         history_seconds: also forget, for replay, events older than this.
         history_bytes: the most bytes of encoded events the channel holds (for replay,
             and as every subscriber's backlog); the oldest go first. An event larger than
-            this is refused. Default 16 MiB (:data:`~wsgisse._log.DEFAULT_MAX_BYTES`): a
+            this is refused. Default 16 MiB: a
             history of 1,000 small events needs about 1 MiB, and a worker holding dozens
             of busy channels stays within its memory.
         max_backlog: how many events a subscriber may fall behind before the slow-client

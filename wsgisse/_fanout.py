@@ -27,9 +27,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._control import history_lost
-from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
+from ._errors import (
+    ChannelClosedError,
+    InvalidEventError,
+    SubscriptionClosedError,
+    UnsafeConcurrencyError,
+)
 from ._event import with_id_line
-from ._sync import call_on_hubs, native_lock, native_thread_id, wake_all
+from ._sync import call_on_hubs, make_waiter, native_lock, native_thread_id, wake_all
 
 if TYPE_CHECKING:
     from ._direct import DirectWriter
@@ -43,6 +48,14 @@ SlowPolicy = Literal["disconnect", "skip"]
 # A member further behind than this is left to its own greenlet: its catch-up write is
 # large, and the loop must stay short for everybody else.
 _MAX_DIRECT_LAG = 64
+
+
+def _publisher_waiter() -> Waiter | None:
+    """A waiter for a publisher, or ``None`` where it must not wait (the gevent hub)."""
+    try:
+        return make_waiter()
+    except UnsafeConcurrencyError:
+        return None
 
 
 class Member:
@@ -129,31 +142,91 @@ class Fanout:
             "direct_writes": 0,
         }
         self._epoch = epoch
+        # Publishers waiting for a reading member to take the log's oldest frame, and a
+        # lower bound of the members' cursors: frames below it are needed by nobody.
+        self.publishers: list[Waiter] = []
+        self._needed_from = 0
+        # Members made slow by a publisher waiting for room, to wake once it unlocks.
+        self.dropped: list[Member] = []
 
     # -- publishing ---------------------------------------------------------------------------
 
     def append(self, body: bytes, event_id: str | None, audience: frozenset[str] | None) -> str:
         """Add an encoded event without id to the log, deliver it, and return its id.
 
+        When the log is full and its oldest event is still needed by a subscriber that is
+        not slow (a burst it has not had the time to take), the publisher waits for it,
+        at most until that subscriber would count as slow: the log never drops an event
+        that a reading subscriber is about to take. A publisher that cannot wait (inside
+        the gevent hub) does not.
+
         Raises:
-            InvalidEventError: ``event_id`` is already in the log.
+            InvalidEventError: ``event_id`` is already in the log, or the event is larger
+                than the log's byte bound.
         """
-        now = time.monotonic()
-        with self.lock:
-            log = self.log
-            if event_id is None:
-                event_id = f"{self._epoch}-{log.head + 1}"
-            elif event_id in log:
-                raise InvalidEventError("id", event_id, "already used in the channel's history")
-            try:
-                log.append(event_id, with_id_line(body, event_id), now, audience)
-            except ValueError as too_large:
-                raise InvalidEventError("data", body, str(too_large)) from None
-            self.counts["events_published"] += 1
-            parked, self.parked = self.parked, {}
+        frame_body = body
+        waiter: Waiter | None = None
+        while True:
+            now = time.monotonic()
+            with self.lock:
+                log = self.log
+                if event_id is not None and event_id in log:
+                    raise InvalidEventError("id", event_id, "already used in the channel's history")
+                deadline = self._wait_for_room_locked(now)
+                if deadline is not None and waiter is None:
+                    waiter = _publisher_waiter()
+                if deadline is None or waiter is None:
+                    assigned = f"{self._epoch}-{log.head + 1}" if event_id is None else event_id
+                    try:
+                        log.append(assigned, with_id_line(frame_body, assigned), now, audience)
+                    except ValueError as too_large:
+                        raise InvalidEventError("data", body, str(too_large)) from None
+                    self.counts["events_published"] += 1
+                    parked, self.parked = self.parked, {}
+                    break
+                self.publishers.append(waiter)
+            self._wake_dropped()
+            waiter.wait(max(deadline - now, 0.0))
+        self._wake_dropped()
         if parked:
             self._deliver(list(parked))
-        return event_id
+        return assigned
+
+    def _wake_dropped(self) -> None:
+        if self.dropped:
+            with self.lock:
+                dropped, self.dropped = self.dropped, []
+            wake_all([member.waiter for member in dropped])
+
+    def _wait_for_room_locked(self, now: float) -> float | None:
+        """When the log is full and a reading member still needs its oldest frame: until
+        when the publisher may wait for it (``None``: append now).
+
+        Members that need the frame and are slow already are dropped now, so that one
+        frozen client never holds the publishers back for more than ``slow_after``.
+        """
+        log = self.log
+        oldest = log.oldest
+        if len(log) < log.capacity or oldest < self._needed_from:
+            return None
+        needers = [
+            member
+            for member in self.members
+            if member.cursor <= oldest and member.end_reason is None
+        ]
+        if not needers:
+            self._needed_from = min((m.cursor for m in self.members), default=log.head)
+            return None
+        deadline = None
+        for member in needers:
+            first = max(member.cursor, member.live_from)
+            appended = log.time_at(first)
+            if appended is None or now - appended >= self.slow_after:
+                self._slow_locked(member)
+                self.dropped.append(member)
+            elif deadline is None or appended + self.slow_after < deadline:
+                deadline = appended + self.slow_after
+        return deadline
 
     def _deliver(self, parked: list[Member]) -> None:
         """Wake the parked members, or sweep them on their hub's thread (the fast path)."""
@@ -195,6 +268,8 @@ class Fanout:
             to_wake += failed
         if to_wake:
             wake_all([member.waiter for member in to_wake])
+        if served and self.publishers:
+            self._wake_publishers()
 
     def _plan_sweep_locked(
         self, parked: Sequence[Member]
@@ -271,6 +346,7 @@ class Fanout:
                     self.counts["replays"] += 1
             member = Member(self, cursor, waiter, prelude, user)
             self.members.add(member)
+            self._needed_from = min(self._needed_from, cursor)
         return member
 
     def lend_socket(self, member: Member, writer: DirectWriter) -> None:
@@ -307,13 +383,14 @@ class Fanout:
             self.parked.pop(member, None)
             prelude, frames, _ = self._take_locked(member)
             chunk = frames[0] if len(frames) == 1 and not prelude else prelude + b"".join(frames)
-            if chunk:  # Empty too when every frame was for an audience it is not in.
-                return chunk
-            if member.end_reason is not None:
-                raise SubscriptionClosedError(member.end_reason)
-            if may_wait:
-                self.parked[member] = None
-            return None
+            if not chunk:  # Empty too when every frame was for an audience it is not in.
+                if member.end_reason is not None:
+                    raise SubscriptionClosedError(member.end_reason)
+                if may_wait:
+                    self.parked[member] = None
+        if frames and self.publishers:  # It moved on: a publisher may have room now.
+            self._wake_publishers()
+        return chunk or None
 
     def take_events(self, member: Member, may_wait: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The prelude and the ``(id, frame)`` pairs not yet handed to ``member``.
@@ -329,7 +406,14 @@ class Fanout:
             events = [(id_at(first + n) or "", frame) for n, frame in enumerate(frames) if frame]
             if not (prelude or events) and member.end_reason is None and may_wait:
                 self.parked[member] = None
+        if frames and self.publishers:
+            self._wake_publishers()
         return prelude, events
+
+    def _wake_publishers(self) -> None:
+        with self.lock:
+            publishers, self.publishers = self.publishers, []
+        wake_all(publishers)
 
     def _flush(self, member: Member) -> None:
         writer = member.writer
@@ -352,14 +436,21 @@ class Fanout:
         if cursor >= head:
             return prelude, (), cursor
         if cursor < log.oldest or self._lagging_locked(member, head):
-            self.counts["slow_dropped"] += 1
-            if self.on_slow == "disconnect":
-                self._end_locked(member, "slow")
-                return b"", (), cursor
-            member.cursor = head
-            return history_lost(log.id_at(cursor - 1) or "", log.oldest_id()), (), head
+            self._slow_locked(member)
+            prelude, member.prelude = member.prelude, b""
+            return prelude, (), member.cursor
         member.cursor = head
         return prelude, log.visible_frames(cursor, head, member.user), cursor
+
+    def _slow_locked(self, member: Member) -> None:
+        """Apply the slow-client policy to ``member``: end it, or skip it to the head."""
+        self.counts["slow_dropped"] += 1
+        if self.on_slow == "disconnect":
+            self._end_locked(member, "slow")
+            return
+        log = self.log
+        member.prelude = history_lost(log.position_id(member.cursor) or "", log.oldest_id())
+        member.cursor = log.head
 
     def _lagging_locked(self, member: Member, head: int) -> bool:
         """Whether ``member`` is more than ``max_backlog`` behind, and has been a while.

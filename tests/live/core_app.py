@@ -7,7 +7,9 @@ Routes:
     that a gone client is noticed quickly).
 ``POST /publish?data=D&count=N&event=E&size=S&via=thread|request``
     Publishes N events (data ``D``, or ``0``..``N-1`` when ``D`` is absent, or the
-    publish time padded to ``S`` bytes). ``via=thread``
+    publish time padded to ``S`` bytes). With ``publishers=P&via=thread|greenlets``, P
+    native threads (or greenlets) publish the N events together, as a burst, with data
+    ``"<publisher>-<n>"``. ``via=thread``
     publishes from a native OS thread (the original, unpatched ``_thread`` even under
     gevent's monkey-patching), as a library's worker thread would; it answers once that
     thread has finished.
@@ -35,7 +37,10 @@ from wsgisse._sync import current_hub
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-channel = wsgisse.Channel(history=5000)
+channel = wsgisse.Channel(
+    history=int(os.environ.get("WSGISSE_HISTORY", "5000")),
+    slow_after=float(os.environ.get("WSGISSE_SLOW_AFTER", "5")),
+)
 
 
 def _native_thread_run(work: Callable[[], None]) -> None:
@@ -49,6 +54,35 @@ def _native_thread_run(work: Callable[[], None]) -> None:
     thread = threading.Thread(target=work)
     thread.start()
     thread.join(30)
+
+
+def _burst(count: int, publishers: int, *, via: str, ids: list[str | None]) -> None:
+    """``publishers`` native threads (or greenlets) publish ``count`` events at once.
+
+    Event data is ``"<publisher>-<n>"``, so that a reader can check it got all of them.
+    """
+
+    def publish_share(who: int) -> None:
+        ids.extend(channel.publish(f"{who}-{n}").id for n in range(who, count, publishers))
+
+    if via == "thread":
+        hub = current_hub()
+        if hub is not None:
+            pool = hub.threadpool
+            pool.maxsize = max(pool.maxsize, publishers)
+            results = [pool.spawn(publish_share, who) for who in range(publishers)]
+            for result in results:
+                result.get(timeout=30)
+            return
+        threads = [threading.Thread(target=publish_share, args=(who,)) for who in range(publishers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        return
+    import gevent  # noqa: PLC0415 - only this route needs it
+
+    gevent.joinall([gevent.spawn(publish_share, who) for who in range(publishers)], timeout=30)
 
 
 def _json(start_response: StartResponse, payload: object, status: str = "200 OK") -> list[bytes]:
@@ -76,7 +110,10 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
                 for n in range(count)
             )
 
-        if query.get("via") == "thread":
+        publishers = int(query.get("publishers", "1"))
+        if publishers > 1:
+            _burst(count, publishers, via=query.get("via", "greenlets"), ids=ids)
+        elif query.get("via") == "thread":
             _native_thread_run(work)
         else:
             work()

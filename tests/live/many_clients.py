@@ -1,11 +1,13 @@
 """Open many event streams to one server with gevent, publish, and check every stream.
 
-Usage: ``python many_clients.py URL CLIENTS EVENTS``
+Usage: ``python many_clients.py URL CLIENTS EVENTS [PUBLISH_QUERY]``
 
 Opens CLIENTS streams to ``URL/events``, waits (bounded) until the server reports them
-all subscribed, asks it to publish EVENTS events from a native OS thread, and reads every
+all subscribed, asks it to publish EVENTS events (from a native OS thread, or as the
+optional query string of ``/publish`` says: ``publishers=8&via=thread``), and reads every
 stream until it has EVENTS events. Prints a JSON report: how many clients got exactly
-``0..EVENTS-1`` in order. Every wait is bounded; the process exits by itself.
+``0..EVENTS-1`` in order (or, for several publishers, every event once, all clients in
+one same order). Every wait is bounded; the process exits by itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from wsgisse import EventStreamParser, MessageEvent
 DEADLINE = 90.0
 
 
-def read_stream(host: str, port: int, events: int, ready: list[int]) -> bool:
+def read_stream(host: str, port: int, events: int, ready: list[int]) -> list[str] | bool:
     with socket.create_connection((host, port), timeout=DEADLINE) as sock:
         sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         head = b""
@@ -65,11 +67,12 @@ def read_stream(host: str, port: int, events: int, ready: list[int]) -> bool:
             if not chunk:
                 return False
             raw += chunk
-        return received[:events] == [str(n) for n in range(events)]
+        return received[:events]
 
 
 def main() -> int:
     url, clients, events = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    publish_query = sys.argv[4] if len(sys.argv) > 4 else "via=thread"
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     ready: list[int] = []
@@ -82,17 +85,27 @@ def main() -> int:
         gevent.sleep(0.05)
     started = time.monotonic()
     request = urllib.request.Request(
-        f"{url}/publish?count={events}&via=thread", method="POST", data=b""
+        f"{url}/publish?count={events}&{publish_query}", method="POST", data=b""
     )
     urllib.request.urlopen(request, timeout=30).close()
     gevent.joinall(readers, timeout=max(deadline - time.monotonic(), 1.0))
     results = [reader.value if reader.successful() else False for reader in readers]
+    if "publishers=" in publish_query:
+        orders = [tuple(r) for r in results if isinstance(r, list)]
+        publishers = int(publish_query.split("publishers=")[1].split("&")[0])
+        expected = sorted(f"{n % publishers}-{n}" for n in range(events))
+        ok = [order for order in orders if sorted(order) == expected]
+        report_orders = len(set(ok))
+    else:
+        ok = [r for r in results if r == [str(n) for n in range(events)]]
+        report_orders = 1 if ok else 0
     print(
         json.dumps(
             {
                 "clients": clients,
                 "connected": len(ready),
-                "complete_in_order": sum(1 for ok in results if ok),
+                "complete_in_order": len(ok),
+                "distinct_orders": report_orders,
                 "seconds": round(time.monotonic() - started, 3),
             }
         )
