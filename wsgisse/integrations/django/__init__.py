@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.apps import apps
+from django.apps import apps as app_registry
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
@@ -62,7 +62,7 @@ def get_hub() -> Hub:
     from django.core.exceptions import ImproperlyConfigured  # noqa: PLC0415
 
     try:
-        config = apps.get_app_config(APP_LABEL)
+        config = app_registry.get_app_config(APP_LABEL)
     except LookupError:
         raise ImproperlyConfigured(
             "add 'wsgisse.integrations.django' to INSTALLED_APPS to stream or publish"
