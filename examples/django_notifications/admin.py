@@ -16,7 +16,7 @@ User = get_user_model()
 class RevokingUserAdmin(UserAdmin):  # type: ignore[type-arg]
     """Django's user admin, plus "Revoke event streams"."""
 
-    actions = ["revoke_streams"]
+    actions = ("revoke_streams",)
 
     @admin.action(description="Revoke event streams (and deactivate)")
     def revoke_streams(self, request: HttpRequest, queryset: QuerySet[User]) -> None:  # type: ignore[valid-type]
