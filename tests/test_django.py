@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +30,9 @@ from _django import (
     prepare_example,
     runserver,
 )
+from _examples import EXAMPLES_DIR
 from _postgres import PostgresServer
-from _servers import EventStream, RedisServer, ServerProcess
+from _servers import EventStream, RedisServer, ServerProcess, free_port, python_env
 from conftest import StartServer
 
 from wsgisse import END_EVENT, MessageEvent
@@ -233,3 +235,24 @@ def test_runserver_streams_revokes_and_says_farewell_on_autoreload(
     end = bobs.next_event(timeout=20)
     assert (end.type, json.loads(end.data)) == (END_EVENT, {"reason": "shutdown"})
     bobs.read_to_end(timeout=10)
+
+
+def test_the_demo_serves_the_django_example_under_its_prefix(
+    start_server: StartServer, open_sse: OpenSSE
+) -> None:
+    port = free_port()
+    env = python_env(env={"HOST": "127.0.0.1", "PORT": str(port)})
+    argv = [sys.executable, str(EXAMPLES_DIR / "demo.py")]
+    server = start_server(ServerProcess(argv, port=port, name="demo.py", env=env))
+    assert 'href="django/"' in requests.get(server.url + "/", timeout=10).text
+    page = requests.get(server.url + "/django/", allow_redirects=False, timeout=10)
+    assert page.headers["Location"] == "/django/accounts/login/?next=/django/"
+    prefix = server.url + "/django"
+    alice = log_in(prefix, "alice")
+    index = alice.get(prefix + "/", timeout=10)
+    assert 'new EventSource("/django/events/")' in index.text
+    stream = open_sse(prefix + "/events/", cookie_header(alice))
+    stream.next_item()
+    notify(alice, prefix, "through the demo")
+    assert texts(notifications(stream, 1)) == ["through the demo"]
+    assert "Traceback" not in server.output()
