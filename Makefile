@@ -28,6 +28,10 @@ PYTEST_ARGS ?=
 # which makes their test certificates).
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
 	openssl:openssl
+# The Django tests' PostgreSQL (tests/_postgres.py runs its initdb and postgres from
+# /usr/lib/postgresql/*/bin, which is not on PATH: pg_ctlcluster, from the same install,
+# is). setpriv (util-linux, always present) runs them as the postgres user when root.
+SYSTEM_DEPS += pg_ctlcluster:postgresql
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
@@ -35,6 +39,8 @@ TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
 	tests/live/run_gevent.py tests/live/run_werkzeug.py \
 	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py
+TYPED_TEST_FILES += tests/_postgres.py tests/_django.py tests/test_django.py \
+	tests/test_django_checks.py tests/test_django_browser.py tests/live/django_units.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

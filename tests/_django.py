@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Final
 
 import requests
-from _examples import EXAMPLES_DIR
-from _servers import ServerProcess, free_port, gunicorn_gevent, python_env
+from _servers import REPO_ROOT, ServerProcess, free_port, gunicorn_gevent, python_env
 
 __all__ = [
     "EXAMPLE",
+    "EXAMPLES_DIR",
     "PASSWORD",
     "admin_action",
     "cookie_header",
@@ -34,6 +34,7 @@ __all__ = [
     "runserver",
 ]
 
+EXAMPLES_DIR: Final = REPO_ROOT / "examples"
 EXAMPLE: Final = EXAMPLES_DIR / "django_notifications"
 PASSWORD: Final = "wsgisse"  # noqa: S105 - the example's published demo password
 #: Short, so that a browser comes back quickly after a server restart.

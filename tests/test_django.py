@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import requests
 from _django import (
+    EXAMPLES_DIR,
     admin_action,
     cookie_header,
     copy_example,
@@ -30,7 +31,6 @@ from _django import (
     prepare_example,
     runserver,
 )
-from _examples import EXAMPLES_DIR
 from _postgres import PostgresServer
 from _servers import EventStream, RedisServer, ServerProcess, free_port, python_env
 from conftest import StartServer

@@ -47,13 +47,12 @@ def setup() -> None:
 def prepare() -> None:
     """Migrate the database and make (or reactivate) the demo users."""
     setup()
-    from django.contrib.auth import get_user_model  # noqa: PLC0415
+    from django.contrib.auth.models import User  # noqa: PLC0415
     from django.core.management import call_command  # noqa: PLC0415
 
     call_command("migrate", interactive=False, verbosity=0)
-    user_model = get_user_model()
     for name in (*USERS, ADMIN):
-        user, created = user_model.objects.get_or_create(username=name)
+        user, created = User.objects.get_or_create(username=name)
         if created:
             user.set_password(PASSWORD)
         user.is_active = True

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from wsgisse.integrations.django import revoke
-
-User = get_user_model()
 
 
 class RevokingUserAdmin(UserAdmin):  # type: ignore[type-arg]
@@ -19,7 +17,7 @@ class RevokingUserAdmin(UserAdmin):  # type: ignore[type-arg]
     actions = ("revoke_streams",)
 
     @admin.action(description="Revoke event streams (and deactivate)")
-    def revoke_streams(self, request: HttpRequest, queryset: QuerySet[User]) -> None:  # type: ignore[valid-type]
+    def revoke_streams(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         """Deactivate the users (so ``can_read`` refuses them), then end their streams."""
         ended = 0
         for user in queryset:
