@@ -184,6 +184,18 @@ def test_an_open_stream_holds_no_database_connection(
     assert postgres.connections() == baseline
 
 
+def test_the_stream_request_passes_through_djangos_middleware(
+    redis_example: ServerProcess, open_sse: OpenSSE
+) -> None:
+    alice = log_in(redis_example.url, "alice")
+    stream = open_sse(redis_example.url + "/events/", cookie_header(alice))
+    assert stream.headers["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware
+    assert stream.headers["X-Frame-Options"] == "DENY"  # XFrameOptionsMiddleware
+    foreign = {**cookie_header(alice), "Host": "evil.example"}
+    assert open_sse(redis_example.url + "/events/", foreign).status == 400  # ALLOWED_HOSTS
+    assert open_sse(redis_example.url + "/events/").status == 401  # no session: anonymous
+
+
 def test_gzip_middleware_leaves_the_stream_uncompressed_and_prompt(
     redis_example: ServerProcess, open_sse: OpenSSE
 ) -> None:
