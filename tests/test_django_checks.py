@@ -100,3 +100,21 @@ def test_send_event_on_commit_publishes_after_the_commit_and_never_on_rollback()
     assert steps["committed"].startswith('event: kept\ndata: {"price":"1.50"}\nid: ')
     assert steps["rolled back"] == ""
     assert "no channel 'elsewhere'" in steps["unknown channel"]
+
+
+def test_the_view_takes_channels_from_the_url_or_the_query_and_refuses_clearly() -> None:
+    answers = json.loads(run_units("views"))
+    stream_type = "text/event-stream; charset=utf-8"
+    prelude = ": wsgisse\nretry: 3000\n\n"
+    assert answers["fixed"] == [200, prelude, {"news": 1, "sport": 0}, stream_type]
+    # The URL names the channel: the client's ?channel= is ignored, as in django-eventstream.
+    assert answers["fixed ignores ?channel"] == [200, prelude, {"news": 1, "sport": 0}, stream_type]
+    assert answers["path"] == [200, prelude, {"news": 0, "sport": 1}, stream_type]
+    assert answers["query"] == [200, prelude, {"news": 1, "sport": 1}, stream_type]
+    assert answers["path, unknown"][0] == 404  # not in WSGISSE["CHANNELS"]
+    assert answers["query, none"][0] == 400
+    assert answers["post"][0] == 405
+    assert answers["head"] == [200, "", stream_type]
+    assert answers["bad id"][:2] == [400, "Last-Event-ID contains NUL, CR or LF\n"]
+    # Closing Django's response closed the stream: nobody is subscribed any more.
+    assert answers["after"] == {"news": 0, "sport": 0}
