@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from _servers import LIVE_DIR, python_env
 
-from wsgisse.integrations.django.conf import DEFAULTS, load, problems
+from wsgisse.integrations.django.conf import DEFAULTS, collect, load, problems
 
 pytestmark = pytest.mark.django
 
@@ -69,6 +70,17 @@ def test_each_wrong_setting_is_named_with_its_check_id(setting: object, ids: lis
 def test_a_misspelt_key_gets_the_right_one_as_a_hint() -> None:
     (problem,) = problems({"HISTROY": 10})
     assert problem.hint == "did you mean 'HISTORY'?"
+
+
+def test_each_key_may_also_be_a_prefixed_setting_of_its_own_but_not_both() -> None:
+    assert collect(SimpleNamespace()) == (None, [])
+    assert collect(SimpleNamespace(WSGISSE={"RETRY": 1})) == ({"RETRY": 1}, [])
+    assert collect(SimpleNamespace(WSGISSE_HEARTBEAT=5)) == ({"HEARTBEAT": 5}, [])
+    merged, twice = collect(SimpleNamespace(WSGISSE={"RETRY": 1}, WSGISSE_HEARTBEAT=5))
+    assert (merged, twice) == ({"RETRY": 1, "HEARTBEAT": 5}, [])
+    merged, twice = collect(SimpleNamespace(WSGISSE={"RETRY": 1}, WSGISSE_RETRY=2))
+    assert [problem.id for problem in twice] == ["wsgisse.E008"]
+    assert twice[0].message == "WSGISSE['RETRY'] and WSGISSE_RETRY are both set"
 
 
 def test_load_fills_in_the_defaults_and_refuses_what_the_checks_report() -> None:

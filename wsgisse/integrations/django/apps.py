@@ -37,11 +37,15 @@ class WsgisseConfig(AppConfig):
         if hub is not None:
             return hub
         from django.conf import settings  # noqa: PLC0415
+        from django.core.exceptions import ImproperlyConfigured  # noqa: PLC0415
 
         from ._hub import Hub  # noqa: PLC0415
-        from .conf import load  # noqa: PLC0415
+        from .conf import collect, load  # noqa: PLC0415
 
         with self._hub_lock:  # two first requests at once make one hub
             if self._hub is None:
-                self._hub = Hub(load(getattr(settings, "WSGISSE", None)))
+                raw, twice = collect(settings)
+                if twice:
+                    raise ImproperlyConfigured(f"{twice[0].message} ({twice[0].id})")
+                self._hub = Hub(load(raw))
             return self._hub

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
-from .conf import load, problems
+from .conf import collect, load, problems
 
 __all__ = ["check_settings"]
 
@@ -19,8 +19,8 @@ _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """Check ``settings.WSGISSE``, its channel manager, and the middleware it relies on."""
     del app_configs, kwargs
-    raw = getattr(settings, "WSGISSE", None)
-    found = problems(raw)
+    raw, found = collect(settings)
+    found += problems(raw)
     messages: list[checks.CheckMessage] = [
         (checks.Error if problem.error else checks.Warning)(
             problem.message, hint=problem.hint, id=problem.id

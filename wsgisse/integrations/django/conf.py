@@ -1,9 +1,12 @@
 """The ``WSGISSE`` setting: its keys, their defaults, and what is wrong with a value.
 
-Pure (it reads no settings itself): :func:`problems` lists what the system checks report,
-and :func:`load` turns a valid dict into :class:`Settings`. The keys mirror the Flask
-integration's ``WSGISSE_*`` config keys, without the prefix, plus what a Django project
-sets in one place (backend, channels, CORS, the channel manager).
+Pure (it imports no settings itself): :func:`collect` gathers the setting from a settings
+object, :func:`problems` lists what the system checks report, and :func:`load` turns a
+valid dict into :class:`Settings`. The keys mirror the Flask integration's ``WSGISSE_*``
+config keys, plus what a Django project sets in one place (backend, channels, CORS, the
+channel manager). Each key may be given in the ``WSGISSE`` dict (``WSGISSE =
+{"HEARTBEAT": 5}``) or as a setting of its own with the prefix (``WSGISSE_HEARTBEAT = 5``),
+not both.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["DEFAULTS", "Problem", "Settings", "load", "problems"]
+__all__ = ["DEFAULTS", "Problem", "Settings", "collect", "load", "problems"]
 
 #: Every key of ``settings.WSGISSE`` and its default.
 DEFAULTS: Final[Mapping[str, Any]] = {
@@ -141,6 +144,36 @@ def _make_cors(value: object) -> Any:
     if not isinstance(value, Mapping):
         raise TypeError("it must be a dict of wsgisse.CORS arguments, e.g. {'origins': [...]}")
     return CORS(**value)
+
+
+def collect(settings: object) -> tuple[object, list[Problem]]:
+    """The setting from a settings object: the ``WSGISSE`` dict and any ``WSGISSE_*`` names.
+
+    Returns the merged value (what :func:`problems` and :func:`load` take) and the keys
+    set both ways (``wsgisse.E008``).
+    """
+    raw = getattr(settings, "WSGISSE", None)
+    prefixed = {
+        key: getattr(settings, f"WSGISSE_{key}")
+        for key in DEFAULTS
+        if hasattr(settings, f"WSGISSE_{key}")
+    }
+    if not prefixed:
+        return raw, []
+    if raw is None:
+        return prefixed, []
+    if not isinstance(raw, Mapping):
+        return raw, []  # E001 says what is wrong
+    twice = [
+        Problem(
+            "wsgisse.E008",
+            f"WSGISSE[{key!r}] and WSGISSE_{key} are both set",
+            hint="keep one of them",
+        )
+        for key in prefixed
+        if key in raw
+    ]
+    return {**prefixed, **raw}, twice
 
 
 def problems(raw: object) -> list[Problem]:
