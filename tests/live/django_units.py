@@ -113,7 +113,8 @@ def on_commit() -> None:
 
 def views() -> None:
     """Print, for each request, its status and the start of its body."""
-    configure({"CHANNELS": ["news", "sport"], "HEARTBEAT": 1})
+    cors = {"origins": ["https://app.example"], "allow_credentials": True}
+    configure({"CHANNELS": ["news", "sport"], "HEARTBEAT": 1, "CORS": cors})
     from django.test import Client  # noqa: PLC0415 - needs configured settings
 
     client = Client()
@@ -128,6 +129,16 @@ def views() -> None:
         ("post", lambda: client.post("/fixed/")),
         ("head", lambda: client.head("/fixed/")),
         ("bad id", lambda: client.get("/fixed/", HTTP_LAST_EVENT_ID="a\u0000b")),
+        ("cors", lambda: client.get("/fixed/", HTTP_ORIGIN="https://app.example")),
+        ("cors, elsewhere", lambda: client.get("/fixed/", HTTP_ORIGIN="https://evil.example")),
+        (
+            "preflight",
+            lambda: client.options(
+                "/fixed/",
+                HTTP_ORIGIN="https://app.example",
+                HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+            ),
+        ),
     ]
     for name, ask in requests:
         response = ask()
@@ -142,6 +153,7 @@ def views() -> None:
         else:
             answers[name] = [response.status_code, response.content.decode()]
         answers[name].append(response.get("Content-Type"))
+        answers[name].append(response.get("Access-Control-Allow-Origin"))
     answers["after"] = {
         channel: get_channel(channel).subscriber_count for channel in ("news", "sport")
     }

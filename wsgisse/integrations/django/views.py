@@ -28,7 +28,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from django.db import connections, transaction
 from django.http import HttpResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from wsgisse._wsgi import call_app
 
@@ -41,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["events"]
 
 
-@csrf_exempt  # GET only (anything else is answered 405); a preflight OPTIONS carries no token
 @transaction.non_atomic_requests
 def events(request: HttpRequest, **kwargs: Any) -> HttpResponseBase:
     """Stream the request's channels (see :meth:`ChannelManager.channels_for_request`).
