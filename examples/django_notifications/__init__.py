@@ -28,7 +28,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from django.core.handlers.wsgi import WSGIHandler
+    from _typeshed.wsgi import WSGIApplication
 
 #: The demo users, and the password of each.
 USERS = ("alice", "bob")
@@ -60,11 +60,12 @@ def prepare() -> None:
         user.save()
 
 
-def create_app(*, prepare_database: bool = True) -> WSGIHandler:
+def create_app(*, prepare_database: bool = True) -> WSGIApplication:
     """The example's WSGI application (and, by default, its database made ready)."""
     setup()
     if prepare_database:
         prepare()
-    from django.core.wsgi import get_wsgi_application  # noqa: PLC0415
+    # Django's handler, noted for wsgisse's fast path (see wsgisse.integrations.django.wsgi).
+    from wsgisse.integrations.django.wsgi import get_wsgi_application  # noqa: PLC0415
 
     return get_wsgi_application()

@@ -38,6 +38,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "django_notifications.urls"
+# Django's handler, noted for wsgisse's fast path (see wsgisse.integrations.django.wsgi).
+WSGI_APPLICATION = "django_notifications.wsgi.application"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "index"
 STATIC_URL = "static/"
