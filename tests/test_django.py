@@ -225,7 +225,9 @@ def test_runserver_streams_revokes_and_says_farewell_on_autoreload(
     prepare_example(env)
     server = start_server(runserver(example, env))
     alice, bob, admin = (log_in(server.url, name) for name in ("alice", "bob", "admin"))
+    baseline = postgres.connections()
     alices, bobs = open_as(open_sse, server, alice), open_as(open_sse, server, bob)
+    assert postgres.connections() == baseline  # each stream's thread let go of its own
     notify(alice, server.url, "mine", to="alice")
     notify(bob, server.url, "everyone's")
     assert texts(notifications(alices, 2)) == ["mine", "everyone's"]
