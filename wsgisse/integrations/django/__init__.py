@@ -115,6 +115,7 @@ def send_event(
         InvalidEventError: a field the format cannot carry (see ``Channel.publish``).
         BackendUnavailableError: Redis could not take the event.
         TypeError: ``data`` cannot be encoded as JSON.
+        ValueError: ``audience`` holds an anonymous or unsaved user (no primary key).
     """
     users = None if audience is None else [user_key(user) for user in audience]
     return get_channel(channel).publish(
