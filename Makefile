@@ -33,6 +33,10 @@ PYTEST_ARGS ?=
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
 	openssl:openssl apache2:apache2 \
 	/usr/lib/apache2/modules/mod_wsgi.so:libapache2-mod-wsgi-py3
+# The Django tests' PostgreSQL (tests/_postgres.py runs its initdb and postgres from
+# /usr/lib/postgresql/*/bin, which is not on PATH: pg_ctlcluster, from the same install,
+# is). setpriv (util-linux, always present) runs them as the postgres user when root.
+SYSTEM_DEPS += pg_ctlcluster:postgresql
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
@@ -41,6 +45,8 @@ TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/live/run_gevent.py tests/live/run_werkzeug.py \
 	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py \
 	tests/_apache.py tests/test_apache.py tests/test_forwarded.py tests/test_proxy_clients.py
+TYPED_TEST_FILES += tests/_postgres.py tests/_django.py tests/test_django.py \
+	tests/test_django_checks.py tests/test_django_browser.py tests/live/django_units.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c

@@ -1,8 +1,10 @@
 """Every example in one WSGI app, each under its own prefix, with an index page at ``/``.
 
 ``/clock/``, ``/notifications/``, ``/monitor/`` and ``/tokens/`` are the apps of
-``clock.py``, ``notifications.py``, ``monitor.py`` and ``tokens.py``, unchanged: each sees
-its prefix in ``SCRIPT_NAME``, and its page uses relative URLs. Run it (this is what
+``clock.py``, ``notifications.py``, ``monitor.py`` and ``tokens.py``, and ``/django/`` the
+Django project ``django_notifications/`` (on a SQLite database of its own, in a temporary
+folder), unchanged: each sees its prefix in ``SCRIPT_NAME``, and its page uses relative
+URLs (Django's own ``reverse()`` adds the prefix). Run it (this is what
 ``make demo`` does), and open http://127.0.0.1:8000 (``$HOST`` and ``$PORT`` override)::
 
     python examples/demo.py
@@ -25,13 +27,17 @@ if __name__ == "__main__":
     else:
         monkey.patch_all()
 
+import atexit
 import contextlib
 import html
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import clock
+import django_notifications
 import monitor
 import notifications
 import tokens
@@ -44,6 +50,7 @@ EXAMPLES = {
     "notifications": "Post a message; every open tab receives it (Flask).",
     "monitor": "The server's CPU and memory, every second (Bottle; Linux).",
     "tokens": "A reply streamed word by word, with a Stop button (Flask).",
+    "django": "Log in; your own and everybody's notifications; revoke in the admin (Django).",
 }
 
 
@@ -95,6 +102,15 @@ def mount(apps: Mapping[str, WSGIApplication], index: bytes) -> WSGIApplication:
     return dispatch
 
 
+def django_app() -> WSGIApplication:
+    """The Django example, on a database of its own that is removed when the process exits."""
+    if "EXAMPLE_DATABASE" not in os.environ and "EXAMPLE_SQLITE" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="wsgisse-demo-django-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ["EXAMPLE_SQLITE"] = os.path.join(folder, "db.sqlite3")
+    return django_notifications.create_app()
+
+
 def create_app() -> WSGIApplication:
     """Make every example app (starting their publishers) and mount them together."""
     apps: dict[str, WSGIApplication] = {
@@ -102,6 +118,7 @@ def create_app() -> WSGIApplication:
         "notifications": notifications.create_app(),
         "monitor": monitor.create_app(),
         "tokens": tokens.create_app(),
+        "django": django_app(),
     }
     return mount(apps, index_page())
 
