@@ -174,7 +174,18 @@ def test_the_environ_scan_finds_a_read() -> None:
     assert len(list(environ_reads(sample))) == 2
 
 
-DELIVERY_STATE = {"cursor", "parked", "end_reason", "end_head", "prelude", "writer", "live_from"}
+DELIVERY_STATE = {
+    "closed",
+    "cursor",
+    "end_head",
+    "end_reason",
+    "live_from",
+    "members",
+    "parked",
+    "prelude",
+    "publishers",
+    "writer",
+}
 
 
 @pytest.mark.parametrize("path", CORE, ids=lambda path: path.name)

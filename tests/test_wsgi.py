@@ -50,7 +50,7 @@ def test_the_first_chunk_is_a_comment_retry_and_the_starting_position() -> None:
         assert response.next_comment().text == "wsgisse"
         assert response.parser.retry == 2500
         origin = response.parser.last_event_id
-        assert origin.endswith("-0")
+        assert origin != ""
         assert response.body == b": wsgisse\nretry: 2500\nid: %s\n\n" % origin.encode()
         with pytest.raises(TimeoutError):
             response.next_event(0.05)  # an id alone dispatches nothing

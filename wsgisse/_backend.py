@@ -71,6 +71,8 @@ class MemoryBackend:
     must reach several processes or hosts.
     """
 
+    __slots__ = ()
+
     def attach(self, channel: Channel) -> None:
         """Nothing to start: publishes go straight to the channel's log.
 

@@ -12,7 +12,7 @@ from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedEr
 from ._event import ServerSentEvent, _check_id
 from ._fanout import Fanout, Member, SlowPolicy
 from ._log import DEFAULT_MAX_BYTES, EventLog
-from ._sync import Latch, make_waiter, native_lock, wait_for
+from ._sync import Latch, make_waiter, wait_for, wake_all
 
 if TYPE_CHECKING:
     from ._backend import Backend
@@ -69,6 +69,8 @@ class Channel:
         ValueError: a limit is negative or ``on_slow`` is not a known policy.
     """
 
+    __slots__ = ("__weakref__", "_attach_latch", "_attached", "_backend", "_fanout", "name")
+
     def __init__(
         self,
         name: str = "default",
@@ -100,15 +102,17 @@ class Channel:
             replay_limit=history,
             replay_seconds=history_seconds,
             max_bytes=history_bytes,
-            origin_id=f"{epoch}-0",
+            # The epoch alone names the place before the first event: the channel's own
+            # ids all have a "-<n>" after it, so it is never one of them.
+            origin_id=epoch,
         )
         self._fanout = Fanout(
             log, epoch=epoch, max_backlog=max_backlog, slow_after=slow_after, on_slow=on_slow
         )
         self._backend: Backend = MemoryBackend() if backend is None else backend
         # The backend's attach() runs once, before the first subscriber is in the log; the
-        # subscribers that arrive meanwhile wait for it behind this latch.
-        self._attach_lock = native_lock()
+        # subscribers that arrive meanwhile wait for it behind this latch. Guarded by the
+        # fanout's lock, with which close() decides whether to detach.
         self._attach_latch: Latch | None = None
         self._attached = False
 
@@ -142,9 +146,7 @@ class Channel:
         (subscribers resumed from history), ``history_lost`` (resumes that could not be
         served), ``slow_dropped`` (subscribers that fell too far behind) and
         ``direct_writes`` (deliveries the publish loop wrote to a socket itself)."""
-        fanout = self._fanout
-        with fanout.lock:
-            return dict(fanout.counts)
+        return self._fanout.counters()
 
     @property
     def last_event_id(self) -> str | None:
@@ -286,10 +288,13 @@ class Channel:
         answered with ``204 No Content`` by :class:`~wsgisse.SSEMiddleware`, which tells a
         browser to stop reconnecting.
         """
-        with self._attach_lock:  # With _attach's finally: exactly one of them detaches.
-            if self._fanout.end_all("channel-closed", close=True) < 0:
-                return
+        fanout = self._fanout
+        with fanout.lock:  # With _attach's finally: exactly one of them detaches.
+            ended = fanout.close_locked()
             attached = self._attached
+        if ended is None:
+            return
+        wake_all([member.waiter for member in ended])
         if attached:
             self._backend.detach(self)
 
@@ -300,7 +305,7 @@ class Channel:
         before that would be sent the old events as new ones, so the first subscribers
         to arrive together wait for the one running it.
         """
-        with self._attach_lock:
+        with self._fanout.lock:
             if self._attached:
                 return
             latch = self._attach_latch
@@ -313,7 +318,7 @@ class Channel:
         try:
             self._backend.attach(self)
         finally:
-            with self._attach_lock:
+            with self._fanout.lock:
                 self._attached = True
                 self._attach_latch = None
                 closed = self._fanout.closed

@@ -115,6 +115,26 @@ class Fanout:
             ``"skip"`` jumps it to the head with a history-lost notice.
     """
 
+    __slots__ = (
+        "_epoch",
+        "_needed_from",
+        "closed",
+        "direct_writes",
+        "dropped",
+        "events_published",
+        "history_lost",
+        "lock",
+        "log",
+        "max_backlog",
+        "members",
+        "on_slow",
+        "parked",
+        "publishers",
+        "replays",
+        "slow_after",
+        "slow_dropped",
+    )
+
     def __init__(
         self,
         log: EventLog,
@@ -130,17 +150,16 @@ class Fanout:
         self.slow_after = slow_after
         self.on_slow: SlowPolicy = on_slow
         self.closed = False
-        self.members: set[Member] = set()
+        # A dict, not a set: an empty dict costs a third of an empty set, per channel.
+        self.members: dict[Member, None] = {}
         # A dict, not a list: parking again after every heartbeat timeout keeps one entry,
         # and a member that wakes or ends leaves at once.
         self.parked: dict[Member, None] = {}
-        self.counts = {
-            "events_published": 0,
-            "replays": 0,
-            "history_lost": 0,
-            "slow_dropped": 0,
-            "direct_writes": 0,
-        }
+        self.events_published = 0
+        self.replays = 0
+        self.history_lost = 0
+        self.slow_dropped = 0
+        self.direct_writes = 0
         self._epoch = epoch
         # Publishers waiting for a reading member to take the log's oldest frame, and a
         # lower bound of the members' cursors: frames below it are needed by nobody.
@@ -181,7 +200,7 @@ class Fanout:
                         log.append(assigned, with_id_line(frame_body, assigned), now, audience)
                     except ValueError as too_large:
                         raise InvalidEventError("data", body, str(too_large)) from None
-                    self.counts["events_published"] += 1
+                    self.events_published += 1
                     parked, self.parked = self.parked, {}
                     break
                 self.publishers.append(waiter)
@@ -303,7 +322,7 @@ class Fanout:
                 member.cursor = head
                 served.append((member, writer, framed))
             self.parked[member] = None  # Still waiting.
-        self.counts["direct_writes"] += len(served)
+        self.direct_writes += len(served)
         return served, to_wake
 
     # -- members --------------------------------------------------------------------------------
@@ -341,11 +360,11 @@ class Fanout:
                 cursor, lost = log.resume_after(last_event_id, now)
                 if lost:
                     prelude = history_lost(last_event_id, log.oldest_id())
-                    self.counts["history_lost"] += 1
+                    self.history_lost += 1
                 else:
-                    self.counts["replays"] += 1
+                    self.replays += 1
             member = Member(self, cursor, waiter, prelude, user)
-            self.members.add(member)
+            self.members[member] = None
             self._needed_from = min(self._needed_from, cursor)
         return member
 
@@ -444,7 +463,7 @@ class Fanout:
 
     def _slow_locked(self, member: Member) -> None:
         """Apply the slow-client policy to ``member``: end it, or skip it to the head."""
-        self.counts["slow_dropped"] += 1
+        self.slow_dropped += 1
         if self.on_slow == "disconnect":
             self._end_locked(member, "slow")
             return
@@ -472,7 +491,7 @@ class Fanout:
             return False
         member.end_reason = reason
         member.end_head = self.log.head
-        self.members.discard(member)
+        self.members.pop(member, None)
         self.parked.pop(member, None)
         return True
 
@@ -483,19 +502,34 @@ class Fanout:
         if ended:
             wake_all([member.waiter])
 
-    def end_all(self, reason: str, *, close: bool = False) -> int:
-        """End every member with ``reason`` and return how many there were.
-
-        With ``close`` the fanout also refuses new members from now on; closing a closed
-        fanout ends nothing and returns ``-1``.
-        """
+    def end_all(self, reason: str) -> int:
+        """End every member with ``reason`` and return how many there were."""
         with self.lock:
-            if close:
-                if self.closed:
-                    return -1
-                self.closed = True
-            ended = list(self.members)
-            for member in ended:
-                self._end_locked(member, reason)
+            ended = self.end_all_locked(reason)
         wake_all([member.waiter for member in ended])
         return len(ended)
+
+    def close_locked(self) -> list[Member] | None:
+        """Refuse new members and end all (the lock is held); ``None``: closed already."""
+        if self.closed:
+            return None
+        self.closed = True
+        return self.end_all_locked("channel-closed")
+
+    def end_all_locked(self, reason: str) -> list[Member]:
+        """End every member with ``reason`` (the lock is held); return them, to wake."""
+        ended = list(self.members)
+        for member in ended:
+            self._end_locked(member, reason)
+        return ended
+
+    def counters(self) -> dict[str, int]:
+        """The totals (see ``Channel.counters``)."""
+        with self.lock:
+            return {
+                "events_published": self.events_published,
+                "replays": self.replays,
+                "history_lost": self.history_lost,
+                "slow_dropped": self.slow_dropped,
+                "direct_writes": self.direct_writes,
+            }

@@ -13,7 +13,7 @@ idle channel costs a few empty lists, and a channel of a few events only those e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["DEFAULT_MAX_BYTES", "EventLog", "Resume"]
 
@@ -21,6 +21,9 @@ __all__ = ["DEFAULT_MAX_BYTES", "EventLog", "Resume"]
 #: history of small events needs (1,000 events of 1 KiB: 1 MiB), low enough that a web
 #: worker holding some dozens of busy channels stays within its memory.
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+# What an EventLog's lists are until its first append (never appended to itself).
+_NONE_YET: list[Any] = []
 
 # The front of the lists is cut once this many frames (and at least half of them) are
 # no longer held: appends stay O(1) amortised, and the slack at most doubles the lists.
@@ -99,9 +102,10 @@ class EventLog:
         self._origin_id = origin_id
         # Parallel lists, entry i holding sequence number _base + i; entries before
         # _oldest - _base are no longer held (their frames already released).
-        self._frames: list[bytes] = []
-        self._ids: list[str] = []
-        self._times: list[float] = []
+        # Made at the first append: an idle channel (a channel per user, say) holds none.
+        self._frames: list[bytes] = _NONE_YET
+        self._ids: list[str] = _NONE_YET
+        self._times: list[float] = _NONE_YET
         # Who may see each frame (None: everybody), made at the first restricted frame;
         # and how many held frames are restricted: while none is, delivery never looks.
         self._audiences: list[frozenset[str] | None] | None = None
@@ -197,6 +201,8 @@ class EventLog:
             if audience is not None:
                 self._audience_held += 1
         seq = self._head
+        if self._frames is _NONE_YET:
+            self._frames, self._ids, self._times = [], [], []
         self._frames.append(frame)
         self._ids.append(event_id)
         self._times.append(now)
