@@ -36,6 +36,7 @@ EXTRAS = {
     "gunicorn": "gunicorn",
     "flask": "flask",
     "bottle": "bottle",
+    "django": "django",
     "redis": "redis",
 }
 # What the README and the docs send a reader of the sdist to.

@@ -510,3 +510,47 @@ def test_an_idle_channel_costs_under_a_kibibyte_and_grows_with_its_events() -> N
     # Three small events in a twentieth of the channels: a few hundred bytes each, not
     # a history's worth of preallocated slots.
     assert grown - idle < 100, (idle, grown)
+
+
+def test_an_event_for_one_user_wakes_only_that_users_subscribers() -> None:
+    channel = Channel()
+    subscriptions = {f"user{n}": channel.subscribe(user=f"user{n}") for n in range(50)}
+    fanout = channel._fanout  # noqa: SLF001 - who is parked is the behaviour under test
+    threads = [
+        threading.Thread(target=subscription.get, args=(True, 10))
+        for subscription in subscriptions.values()
+    ]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(fanout.parked) == 50, timeout=5)
+    sent = channel.publish("for user7", audience=["user7"])
+    wait_until(lambda: not threads[7].is_alive(), timeout=5)
+    assert len(fanout.parked) == 49
+    assert subscriptions["user7"]._member not in fanout.parked  # noqa: SLF001
+    channel.publish("for everybody")
+    for thread in threads:
+        thread.join(5)
+    assert sent.id is not None
+
+
+def test_a_subscriber_parked_through_many_events_for_others_stays_exact() -> None:
+    channel = Channel(history=100)  # a log of 100: far fewer than the events for others
+    bob = channel.subscribe(user="bob")
+    with pytest.raises(queue.Empty):
+        bob.get(timeout=0.01)  # parked
+    first = channel.publish("public")
+    assert datas(bob.get(timeout=1)) == ["public"]
+    for n in range(1000):
+        channel.publish(f"for alice {n}", audience=["alice"])
+    with pytest.raises(queue.Empty):
+        bob.get(timeout=0.01)  # nothing it may see
+    last = channel.publish("public again")
+    assert datas(bob.get(timeout=1)) == ["public again"]
+    assert channel.counters()["slow_dropped"] == 0
+    # A reconnecting bob is replayed exactly what he may see after his last event...
+    replayed = channel.subscribe(last_event_id=last.id, user="bob")
+    with pytest.raises(queue.Empty):
+        replayed.get(timeout=0.01)
+    # ...and one far behind is told what was lost, as anybody would be.
+    (lost,) = parse(channel.subscribe(last_event_id=first.id, user="bob").get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT

@@ -206,17 +206,38 @@ def test_an_ended_subscriber_is_woken_not_written_to() -> None:
     assert reader.taken == []
 
 
+class ParkedAs(Parked):
+    """A parked subscriber of a named user."""
+
+    def __init__(self, channel: Channel, raw: RawSocket, user: str) -> None:
+        self.channel = channel
+        self.raw = raw
+        self.subscription = channel.subscribe(user=user)
+        self.writer = DirectWriter(ServerSocket(raw), chunked=True)
+        self.subscription._lend_socket(self.writer)  # noqa: SLF001
+        self.taken = []
+        self.greenlet = gevent.spawn(self._read)
+        self.wait_parked()
+
+
 @pytest.mark.usefixtures("hub")
-def test_while_an_audience_is_held_every_subscriber_filters_its_own() -> None:
+def test_an_event_for_an_audience_is_written_to_its_users_only_by_the_loop() -> None:
     channel = Channel()
-    raw = RawSocket()
-    reader = Parked(channel, raw)
-    channel.publish("for alice", audience=["alice"])
+    alice, bob = ParkedAs(channel, RawSocket(), "alice"), ParkedAs(channel, RawSocket(), "bob")
+    anonymous = Parked(channel, RawSocket())
+    private = channel.publish("for alice", audience=["alice"])
+    assert unchunk(bytes(alice.raw.received)) == private.encode()
+    assert bob.raw.received == anonymous.raw.received == b""
+    assert bob.parked  # nobody else was even woken
+    assert anonymous.parked
     public = channel.publish("for everybody")
-    assert raw.received == b""  # the loop does not filter
-    gwait_until(lambda: len(reader.taken) == 1)
-    assert reader.taken == [public.encode()]
-    reader.stop()
+    assert unchunk(bytes(alice.raw.received)) == private.encode() + public.encode()
+    for other in (bob, anonymous):
+        assert unchunk(bytes(other.raw.received)) == public.encode()
+    assert [reader.taken for reader in (alice, bob, anonymous)] == [[], [], []]
+    assert channel.counters()["direct_writes"] == 4
+    for reader in (alice, bob, anonymous):
+        reader.stop()
 
 
 @pytest.mark.usefixtures("hub")

@@ -118,6 +118,7 @@ class Fanout:
     __slots__ = (
         "_epoch",
         "_needed_from",
+        "by_user",
         "closed",
         "direct_writes",
         "dropped",
@@ -152,6 +153,8 @@ class Fanout:
         self.closed = False
         # A dict, not a set: an empty dict costs a third of an empty set, per channel.
         self.members: dict[Member, None] = {}
+        # The members of each user: an event for an audience reaches only theirs.
+        self.by_user: dict[str, dict[Member, None]] = {}
         # A dict, not a list: parking again after every heartbeat timeout keeps one entry,
         # and a member that wakes or ends leaves at once.
         self.parked: dict[Member, None] = {}
@@ -201,7 +204,7 @@ class Fanout:
                     except ValueError as too_large:
                         raise InvalidEventError("data", body, str(too_large)) from None
                     self.events_published += 1
-                    parked, self.parked = self.parked, {}
+                    parked = self._take_parked_locked(log.head - 1, audience)
                     break
                 self.publishers.append(waiter)
             self._wake_dropped()
@@ -210,6 +213,30 @@ class Fanout:
         if parked:
             self._deliver(list(parked))
         return assigned
+
+    def _take_parked_locked(
+        self, seq: int, audience: frozenset[str] | None
+    ) -> list[Member] | dict[Member, None]:
+        """The parked members frame ``seq`` is for, unparked, to deliver it to.
+
+        A parked member has taken everything it may see: every frame appended since it
+        parked was for an audience it is not in, or it would have been unparked. So it
+        resumes at ``seq``, past those frames; one that stays parked skips this one too.
+        An event for an audience costs its users' members, not the channel's.
+        """
+        if audience is None:
+            parked, self.parked = self.parked, {}
+            if self.log.restricted_from(0):  # Only then can a parked cursor be behind.
+                for member in parked:
+                    member.cursor = seq
+            return parked
+        chosen: list[Member] = []
+        for user in audience:
+            for member in self.by_user.get(user, ()):
+                if self.parked.pop(member, 0) is None:
+                    member.cursor = seq
+                    chosen.append(member)
+        return chosen
 
     def _wake_dropped(self) -> None:
         if self.dropped:
@@ -228,13 +255,21 @@ class Fanout:
         oldest = log.oldest
         if len(log) < log.capacity or oldest < self._needed_from:
             return None
-        needers = [
-            member
-            for member in self.members
-            if member.cursor <= oldest and member.end_reason is None
-        ]
+        # A parked member has taken all it may see: it needs nothing the log holds. An
+        # awake one at a frame it may not see just moves past it.
+        parked = self.parked
+        needers = []
+        for member in self.members:
+            if member.cursor > oldest or member in parked:
+                continue
+            if member.cursor == oldest and not log.visible_at(oldest, member.user):
+                member.cursor = oldest + 1
+                continue
+            needers.append(member)
         if not needers:
-            self._needed_from = min((m.cursor for m in self.members), default=log.head)
+            self._needed_from = min(
+                (m.cursor for m in self.members if m not in parked), default=log.head
+            )
             return None
         deadline = None
         for member in needers:
@@ -295,8 +330,6 @@ class Fanout:
     ) -> tuple[list[tuple[Member, DirectWriter, bytes]], list[Member]]:
         """Who the loop writes to, and what (advancing their cursors), and who is woken."""
         log = self.log
-        if log.audience_held:  # Filtering per member is the greenlets' job.
-            return [], list(parked)
         served: list[tuple[Member, DirectWriter, bytes]] = []
         to_wake: list[Member] = []
         framed_at: dict[int, bytes] = {}
@@ -316,11 +349,16 @@ class Fanout:
                 to_wake.append(member)
                 continue
             if cursor < head:
-                framed = framed_at.get(cursor)
-                if framed is None:  # One framed bytes object for all at the same place.
-                    framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
+                if log.restricted_from(cursor):  # Frames for audiences: filtered for it.
+                    visible = b"".join(log.visible_frames(cursor, head, member.user))
+                    framed = writer.frame(visible) if visible else b""
+                else:
+                    framed = framed_at.get(cursor, b"")
+                    if not framed:  # One framed bytes object for all at the same place.
+                        framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
                 member.cursor = head
-                served.append((member, writer, framed))
+                if framed:
+                    served.append((member, writer, framed))
             self.parked[member] = None  # Still waiting.
         self.direct_writes += len(served)
         return served, to_wake
@@ -365,6 +403,8 @@ class Fanout:
                     self.replays += 1
             member = Member(self, cursor, waiter, prelude, user)
             self.members[member] = None
+            if user is not None:
+                self.by_user.setdefault(user, {})[member] = None
             self._needed_from = min(self._needed_from, cursor)
         return member
 
@@ -399,7 +439,7 @@ class Fanout:
         with self.lock:
             # Awake: from now until parked again the server may write to the socket, so the
             # publish loop must not.
-            self.parked.pop(member, None)
+            self._unpark_locked(member)
             prelude, frames, _ = self._take_locked(member)
             chunk = frames[0] if len(frames) == 1 and not prelude else prelude + b"".join(frames)
             if not chunk:  # Empty too when every frame was for an audience it is not in.
@@ -419,7 +459,7 @@ class Fanout:
         ``may_wait``; an ended one is not (its ``end_reason`` says so).
         """
         with self.lock:
-            self.parked.pop(member, None)
+            self._unpark_locked(member)
             prelude, frames, first = self._take_locked(member)
             id_at = self.log.id_at
             events = [(id_at(first + n) or "", frame) for n, frame in enumerate(frames) if frame]
@@ -433,6 +473,15 @@ class Fanout:
         with self.lock:
             publishers, self.publishers = self.publishers, []
         wake_all(publishers)
+
+    def _unpark_locked(self, member: Member) -> None:
+        """Unpark ``member`` by itself (a timeout): it skips what came while it was parked.
+
+        Still parked means nothing it may see arrived since it parked (see
+        ``_take_parked_locked``).
+        """
+        if self.parked.pop(member, 0) is None:
+            member.cursor = max(member.cursor, self.log.head)
 
     def _flush(self, member: Member) -> None:
         writer = member.writer
@@ -493,6 +542,13 @@ class Fanout:
         member.end_head = self.log.head
         self.members.pop(member, None)
         self.parked.pop(member, None)
+        user = member.user
+        if user is not None:
+            of_user = self.by_user.get(user)
+            if of_user is not None:
+                of_user.pop(member, None)
+                if not of_user:
+                    del self.by_user[user]
         return True
 
     def end(self, member: Member, reason: str) -> None:

@@ -70,6 +70,7 @@ class EventLog:
         "_head",
         "_ids",
         "_max_bytes",
+        "_newest_restricted",
         "_oldest",
         "_origin_id",
         "_replay_limit",
@@ -110,6 +111,7 @@ class EventLog:
         # and how many held frames are restricted: while none is, delivery never looks.
         self._audiences: list[frozenset[str] | None] | None = None
         self._audience_held = 0
+        self._newest_restricted = -1
         self._seq_by_id: dict[str, int] = {}
         self._base = 0
         self._oldest = 0
@@ -130,6 +132,18 @@ class EventLog:
     def audience_held(self) -> int:
         """How many held frames are restricted to an audience."""
         return self._audience_held
+
+    def visible_at(self, seq: int, user: str | None) -> bool:
+        """Whether ``user`` may see the frame with sequence number ``seq`` (held)."""
+        audiences = self._audiences
+        if audiences is None:
+            return True
+        audience = audiences[seq - self._base]
+        return audience is None or user in audience
+
+    def restricted_from(self, seq: int) -> bool:
+        """Whether a frame restricted to an audience is held at ``seq`` or after it."""
+        return self._audience_held > 0 and self._newest_restricted >= seq
 
     @property
     def replay_limit(self) -> int:
@@ -200,6 +214,7 @@ class EventLog:
             self._audiences.append(audience)
             if audience is not None:
                 self._audience_held += 1
+                self._newest_restricted = self._head
         seq = self._head
         if self._frames is _NONE_YET:
             self._frames, self._ids, self._times = [], [], []
