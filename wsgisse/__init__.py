@@ -30,6 +30,7 @@ from ._errors import (
     WsgisseError,
 )
 from ._event import ServerSentEvent
+from ._hooks import Connection
 from ._lifecycle import END_EVENT, shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
 from ._request import last_event_id
@@ -49,6 +50,7 @@ __all__ = [
     "Channel",
     "ChannelClosedError",
     "Comment",
+    "Connection",
     "EventStream",
     "EventStreamParser",
     "HistoryLostError",

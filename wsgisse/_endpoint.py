@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import _lifecycle
+from . import _hooks, _lifecycle
 from ._channel import Channel, Subscription
 from ._cors import CORS
 from ._direct import direct_writer
@@ -56,6 +56,7 @@ _STATUS = {
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     429: "429 Too Many Requests",
+    500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
 
@@ -121,6 +122,18 @@ class SSEApp:
             new event to every waiting client's socket from one loop instead of waking
             each stream's greenlet (the fast path; see ``_direct.py``). ``False``: always
             the ordinary path.
+        on_connect: ``on_connect(connection)``, called once per admitted stream, after
+            the client is subscribed and before its first byte (see
+            :class:`~wsgisse.Connection`). It may return a snapshot, a
+            :class:`~wsgisse.ServerSentEvent` without id (or a list of them), sent right
+            after the preamble and before any replayed or live event. If it raises, the
+            stream is refused with ``500`` and the error is logged (a browser's
+            ``EventSource`` does not retry a 500: the page sees ``error`` and
+            ``readyState`` CLOSED), and ``on_disconnect`` is not called.
+        on_disconnect: ``on_disconnect(connection)``, called exactly once when a stream
+            that ``on_connect`` admitted closes, whatever ended it (the client left, a
+            failed write, :func:`~wsgisse.shutdown`, revoke, lifetime), on the thread
+            that closed it. An exception is logged and never stops the cleanup.
 
     Raises:
         ValueError: a limit below 1.
@@ -144,6 +157,8 @@ class SSEApp:
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
         direct_writes: bool = True,
+        on_connect: _hooks.OnConnect | None = None,
+        on_disconnect: _hooks.OnDisconnect | None = None,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -167,6 +182,10 @@ class SSEApp:
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
         self.direct_writes = direct_writes
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        # The connections that on_disconnect will be told of (only kept when it is set).
+        self._connections: dict[EventStream, _hooks.Connection] = {}
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -226,6 +245,16 @@ class SSEApp:
         except ChannelClosedError:
             self._release(address)
             raise BadRequest(_STATUS[204], "", reason="closed") from None
+        connection, prelude = None, b""
+        if self.on_connect is not None or self.on_disconnect is not None:
+            names = tuple(channel.name for channel in channels)
+            connection = _hooks.Connection(environ, names, user, address, resume_from)
+            snapshot = _hooks.call_on_connect(self.on_connect, connection)
+            if snapshot is None:  # The hook failed, and said so in the log.
+                source.close()
+                self._release(address)
+                raise BadRequest(_STATUS[500], "the stream could not start", reason="error")
+            prelude = snapshot
         direct = None
         greenlet_stream = (
             isinstance(source, Subscription) and source._waiter.thread_id is not None  # noqa: SLF001
@@ -243,9 +272,14 @@ class SSEApp:
         )
         with self._lock:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
+            if connection is not None and self.on_disconnect is not None:
+                self._connections[stream] = connection
         self.stats.opened(stream)
         prepare_stream_socket(environ, self.write_timeout)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
+        if prelude:
+            # ADAPTER: until EventStream takes `prelude=` (see WithPrelude), wrap it.
+            return _hooks.WithPrelude(stream, prelude)
         return stream
 
     def _authorized_user(self, environ: WSGIEnvironment, channels: list[Channel]) -> str | None:
@@ -368,6 +402,11 @@ class SSEApp:
         if entry is not None:
             self._release(entry[2])
         self.stats.closed(stream)
+        if self.on_disconnect is not None:
+            with self._lock:
+                connection = self._connections.pop(stream, None)
+            if connection is not None:
+                _hooks.run_on_disconnect(self.on_disconnect, connection)
 
     def _preflight(
         self, environ: WSGIEnvironment, start_response: StartResponse, request_origin: str | None
