@@ -26,6 +26,7 @@ from ._errors import (
     HistoryLostError,
     InvalidEventError,
     SubscriptionClosedError,
+    UnknownChannelError,
     UnsafeConcurrencyError,
     WsgisseError,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "Stats",
     "Subscription",
     "SubscriptionClosedError",
+    "UnknownChannelError",
     "UnsafeConcurrencyError",
     "WsgisseError",
     "last_event_id",
