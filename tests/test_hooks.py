@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -108,7 +109,7 @@ def test_on_a_multiplexed_stream_the_snapshot_precedes_every_channels_replay() -
 
 def test_a_snapshot_of_several_events_arrives_in_order_and_none_means_no_snapshot() -> None:
     channel = Channel()
-    replies: Iterator[object] = iter(
+    replies: Iterator[Any] = iter(
         [[ServerSentEvent("a", event="s"), ServerSentEvent("b", event="s")], None]
     )
     client = SSETestClient(SSEApp(channel, on_connect=lambda connection: next(replies)))
