@@ -14,7 +14,7 @@ Routes:
 ``POST /publish?data=D``
     Publishes ``D``; answers JSON ``{"id": ...}``.
 ``GET /presence``
-    JSON ``{"online": [...], "pid": P}``.
+    JSON ``{"online": [...], "pid": P, "direct": N}`` (N: the channel's direct writes).
 ``POST /shutdown``
     Calls ``wsgisse.shutdown()`` and answers how many streams it ended.
 """
@@ -94,7 +94,8 @@ def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[byt
     if path == "/presence":
         with _lock:
             online = sorted(_online.values())
-        return _json(start_response, {"online": online, "pid": os.getpid()})
+        direct = channel.counters()["direct_writes"]
+        return _json(start_response, {"online": online, "pid": os.getpid(), "direct": direct})
     if path == "/shutdown":
         return _json(start_response, {"ended": wsgisse.shutdown(timeout=5)})
     start_response("404 Not Found", [("Content-Type", "text/plain")])
