@@ -424,3 +424,30 @@ def test_on_gunicorn_a_separate_process_publishes_through_the_configured_redis(
     events = stream.events(2)
     assert [e.data for e in events] == ["one", "two"]
     assert events[-1].last_event_id.endswith(sent[-1])
+
+
+def test_init_publisher_reaches_an_apps_own_channel_by_the_apps_name(
+    redis_server: RedisServer, closing: list[Any]
+) -> None:
+    web = Flask("shop")
+    web.config["WSGISSE_REDIS_URL"] = redis_server.url
+    closing.append(SSE(web).channels.backend)
+    worker = SSE()
+    with pytest.raises(TypeError, match=r"app_name=app\.name"):
+        worker.init_publisher({"WSGISSE_REDIS_URL": redis_server.url})
+    channels = worker.init_publisher({"WSGISSE_REDIS_URL": redis_server.url}, app_name="shop")
+    closing.append(channels.backend)
+    with SSETestClient(web).stream("/events") as response:
+        response.next_comment()
+        in_thread(lambda: worker.publish("restocked", event="stock"))
+        event = response.next_event()
+    assert (event.type, event.data) == ("stock", "restocked")
+
+
+def test_ready_made_channels_keep_their_backend_and_no_redis_client_is_made() -> None:
+    app = Flask("given")
+    app.config["WSGISSE_REDIS_URL"] = "redis://127.0.0.1:1/0"
+    sse = SSE(app, channels={"news": Channel("news")})
+    assert sse.channels.backend is None
+    plugin = SSEPlugin(Channel(), redis_url="redis://127.0.0.1:1/0")
+    assert plugin.channels.backend is None

@@ -43,7 +43,7 @@ process that serves nothing (a task-queue worker) makes the same plugin, with th
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import bottle
@@ -126,10 +126,11 @@ class SSEPlugin:
     ) -> None:
         if channel is not None and channels is not None:
             raise TypeError("give channel= or channels=, not both")
+        spec = channel if channel is not None else channels
+        # Ready-made channels keep their own backend: make no Redis client for nothing.
+        makes_channels = not isinstance(spec, (Channel, Mapping))
         self.channels = ChannelSet(
-            channel if channel is not None else channels,
-            history=history,
-            backend=redis_backend(redis_url),
+            spec, history=history, backend=redis_backend(redis_url if makes_channels else None)
         )
         self.path = path
         self.heartbeat = heartbeat

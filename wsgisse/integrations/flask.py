@@ -253,7 +253,9 @@ class SSE:
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
 
-    def init_publisher(self, config: Mapping[str, Any] | None = None) -> ChannelSet:
+    def init_publisher(
+        self, config: Mapping[str, Any] | None = None, *, app_name: str | None = None
+    ) -> ChannelSet:
         """Publish from a process that serves no app: a task-queue worker, a script.
 
         Makes the channels from ``config`` (the app's ``WSGISSE_*`` keys; ``app.config``
@@ -262,25 +264,39 @@ class SSE:
         call a view makes. Set ``WSGISSE_REDIS_URL``: without a shared backend the events
         reach no other process, and a warning says so. Returns the channels.
 
+        Args:
+            config: the ``WSGISSE_*`` settings.
+            app_name: the web app's ``name``, which names its channel (and so its Redis
+                stream) when the extension was given no ``channels``; needed then.
+
         Raises:
+            TypeError: ``app_name`` is needed and missing.
             ImportError: ``WSGISSE_REDIS_URL`` is set and redis-py is not installed.
         """
+        if self._spec is None and app_name is None:
+            raise TypeError(
+                "the app's channel is named after the app: "
+                "init_publisher(config, app_name=app.name) (or give the extension channels=)"
+            )
         merged = {**CONFIG_DEFAULTS, **(config or {})}
         if merged["WSGISSE_REDIS_URL"] is None and not isinstance(self._spec, (Channel, Mapping)):
             log.warning(
                 "wsgisse: init_publisher without WSGISSE_REDIS_URL: events published here "
                 "reach only this process' clients"
             )
-        self._outside = self._channel_set(merged, "default")
+        self._outside = self._channel_set(merged, app_name or "default")
         self._outside_endpoint = None
         return self._outside
 
     def _channel_set(self, config: Mapping[str, Any], app_name: str) -> ChannelSet:
+        # Ready-made channels keep their own backend: make no Redis client for nothing.
+        makes_channels = not isinstance(self._spec, (Channel, Mapping))
+        url = config["WSGISSE_REDIS_URL"] if makes_channels else None
         return ChannelSet(
             self._spec,
             default_name=app_name,
             history=config["WSGISSE_HISTORY"],
-            backend=redis_backend(config["WSGISSE_REDIS_URL"]),
+            backend=redis_backend(url),
         )
 
     @property
