@@ -219,18 +219,9 @@ def test_close_wakes_a_thread_blocked_in_get() -> None:
     channel = Channel()
     subscription = channel.subscribe()
     outcome: list[BaseException] = []
-    parked = threading.Event()
-
-    def reader() -> None:
-        parked.set()
-        try:
-            subscription.get(timeout=10)
-        except BaseException as exc:  # noqa: BLE001
-            outcome.append(exc)
-
-    thread = threading.Thread(target=reader)
+    thread = threading.Thread(target=lambda: _get_into(subscription, outcome))
     thread.start()
-    parked.wait(5)
+    wait_parked(channel)  # The close must wake a waiting thread, not one yet to wait.
     subscription.close()
     thread.join(5)
     assert not thread.is_alive()
@@ -305,9 +296,9 @@ def test_waiting_again_and_again_on_a_quiet_channel_holds_nothing_more() -> None
         with pytest.raises(queue.Empty):
             subscription.get(timeout=0.001)
     # A subscription leaves the parked set as soon as it wakes, timeout or not.
-    assert len(channel._parked) == 0  # noqa: SLF001 - the leak this guards against is internal
+    assert len(channel._fanout.parked) == 0  # noqa: SLF001 - the leak this guards against is internal
     subscription.close()
-    assert len(channel._parked) == 0  # noqa: SLF001
+    assert len(channel._fanout.parked) == 0  # noqa: SLF001
 
 
 def test_an_ended_subscription_gets_what_was_published_before_and_nothing_after() -> None:
@@ -380,7 +371,7 @@ def _get_into(subscription: wsgisse.Subscription, outcome: list[BaseException]) 
 
 
 def wait_parked(channel: Channel) -> None:
-    wait_until(lambda: len(channel._parked) == 1, timeout=5)  # noqa: SLF001
+    wait_until(lambda: len(channel._fanout.parked) == 1, timeout=5)  # noqa: SLF001
 
 
 @pytest.mark.parametrize(

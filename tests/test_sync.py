@@ -61,11 +61,16 @@ def test_a_greenlet_blocked_on_a_subscription_leaves_the_hub_free(hub: object) -
     channel = Channel()
     subscription = channel.subscribe()
     waiting = gevent.spawn(subscription.get, True, 10)
-    ticks = 0
-    for _ in range(5):
-        gevent.sleep(0.001)
-        ticks += 1
-    assert ticks == 5
+    ticks: list[int] = []
+
+    def ticker() -> None:
+        # Runs only while the hub is free: a native wait in `waiting` would starve it.
+        while len(ticks) < 5:
+            gevent.sleep(0.001)
+            ticks.append(len(channel._fanout.parked))  # noqa: SLF001 - the wait under test
+
+    gevent.joinall([gevent.spawn(ticker)], timeout=5, raise_error=True)
+    assert ticks == [1] * 5  # the subscriber stayed parked all the while
     assert not waiting.ready()
     channel.publish("now")
     assert datas(waiting.get(timeout=5)) == ["now"]

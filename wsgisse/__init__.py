@@ -17,7 +17,8 @@ and the Redis backend (``wsgisse.backends.redis``) are imported on their own, so
 from __future__ import annotations
 
 from ._backend import Backend, MemoryBackend
-from ._channel import HISTORY_LOST_EVENT, Channel, Subscription
+from ._channel import Channel, Subscription
+from ._control import END_EVENT, HISTORY_LOST_EVENT
 from ._cors import CORS
 from ._endpoint import Authorizer, SSEApp
 from ._errors import (
@@ -32,7 +33,7 @@ from ._errors import (
 )
 from ._event import ServerSentEvent
 from ._hooks import Connection
-from ._lifecycle import END_EVENT, shutdown
+from ._lifecycle import shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
 from ._request import last_event_id
 from ._stats import Stats, metrics_app

@@ -13,19 +13,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import _hooks, _lifecycle
-from ._channel import Channel, Subscription
+from ._channel import Channel
+from ._control import farewell
 from ._cors import CORS
-from ._direct import direct_writer
+from ._direct import DirectWriter
 from ._errors import ChannelClosedError
 from ._multiplex import MultiSubscription
 from ._request import (
     BadRequest,
     client_address,
-    client_socket,
+    direct_socket,
+    is_multithreaded,
+    is_preflight,
     last_event_id,
     origin,
+    preflight_method,
     prepare_stream_socket,
     requested_channels,
+    server_software,
     stream_method,
     wants_event_stream,
 )
@@ -201,7 +206,7 @@ class SSEApp:
         cors_headers: list[tuple[str, str]] = []
         try:
             request_origin = origin(environ)
-            if str(environ.get("REQUEST_METHOD", "")).upper() == "OPTIONS":
+            if is_preflight(environ):
                 return self._preflight(environ, start_response, request_origin)
             if self.cors is not None:
                 allowed = self.cors.response_headers(request_origin)
@@ -255,12 +260,8 @@ class SSEApp:
                 self._release(address)
                 raise BadRequest(_STATUS[500], "the stream could not start", reason="error")
             prelude = snapshot
-        direct = None
-        greenlet_stream = (
-            isinstance(source, Subscription) and source._waiter.thread_id is not None  # noqa: SLF001
-        )
-        if self.direct_writes and greenlet_stream:
-            direct = direct_writer(environ, client_socket(environ))
+        lent = direct_socket(environ) if self.direct_writes else None
+        direct = None if lent is None else DirectWriter(*lent)
         stream = EventStream(
             source,
             direct=direct,
@@ -386,7 +387,7 @@ class SSEApp:
             )
         self.stats.refused("capacity")
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
-        return [_lifecycle.farewell("capacity", self.capacity_retry, self.capacity_retry)]
+        return [farewell("capacity", self.capacity_retry, self.capacity_retry)]
 
     def _release(self, address: str) -> None:
         with self._lock:
@@ -411,7 +412,7 @@ class SSEApp:
     def _preflight(
         self, environ: WSGIEnvironment, start_response: StartResponse, request_origin: str | None
     ) -> list[bytes]:
-        method = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+        method = preflight_method(environ)
         headers = None if self.cors is None else self.cors.preflight_headers(request_origin, method)
         if headers is None:
             return _plain(start_response, _STATUS[403], "preflight refused")
@@ -423,10 +424,9 @@ class SSEApp:
         if self._checked_server:
             return
         self._checked_server = True
-        software = str(environ.get("SERVER_SOFTWARE", ""))
-        if not software.startswith("gunicorn"):
+        if not server_software(environ).startswith("gunicorn"):
             return
-        if current_hub() is None and not environ.get("wsgi.multithread"):
+        if current_hub() is None and not is_multithreaded(environ):
             log.error(
                 "wsgisse: gunicorn's sync worker serves one request at a time per process, "
                 "so each event stream pins a whole worker. Run gunicorn with -k gevent "

@@ -25,7 +25,13 @@ from typing import Final
 
 from ._errors import InvalidEventError
 
-__all__ = ["MAX_RETRY", "ServerSentEvent"]
+__all__ = [
+    "MAX_RETRY",
+    "ServerSentEvent",
+    "is_event_body",
+    "relabel",
+    "with_id_line",
+]
 
 MAX_RETRY: Final = 2**31 - 1
 """The largest ``retry`` accepted, in milliseconds (about 24.8 days).
@@ -132,6 +138,27 @@ def _encode_utf8(text: str, fields: tuple[tuple[str, str | None], ...]) -> bytes
                     field, value, "contains a lone surrogate, which UTF-8 cannot carry"
                 ) from exc
         raise  # pragma: no cover - the frame is made only of the fields checked above
+
+
+def with_id_line(body: bytes, event_id: str) -> bytes:
+    """The frame of an encoded event that has no id (``body``) once given ``event_id``.
+
+    The id line comes last (see the module docstring), so it goes in just before the
+    frame's closing empty line: the body's own bytes are shared, never re-encoded.
+    ``event_id`` must have passed the id check (no CR, LF or NUL).
+    """
+    return b"%sid: %s\n\n" % (body[:-1], event_id.encode())
+
+
+def relabel(frame: bytes, event_id: str) -> bytes:
+    """``frame`` (which ends with its id line) with that id replaced by ``event_id``."""
+    return b"%sid: %s\n\n" % (frame[: frame.rindex(b"\nid: ") + 1], event_id.encode())
+
+
+def is_event_body(body: bytes) -> bool:
+    """Whether ``body`` can be an encoded event without an id: non-empty, and ending in
+    the one empty line that closes every frame (``with_id_line`` relies on it)."""
+    return len(body) > 1 and body.endswith(b"\n\n")
 
 
 def _rebuild(
@@ -290,7 +317,7 @@ class ServerSentEvent:
         for name in ("_data", "_event", "_retry", "_comment"):
             setattr_(identified, name, getattr(self, name))
         setattr_(identified, "_id", id)
-        setattr_(identified, "_frame", b"%sid: %s\n\n" % (self._frame[:-1], id.encode()))
+        setattr_(identified, "_frame", with_id_line(self._frame, id))
         return identified
 
     def __setattr__(self, name: str, value: object) -> None:

@@ -13,40 +13,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
-import random
 import signal
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._event import ServerSentEvent
-from ._sync import native_lock, spawn_native_thread
+from ._sync import cooperative_sleep, native_lock, spawn_native_thread
 
 if TYPE_CHECKING:
     from types import FrameType
 
 __all__ = [
-    "END_EVENT",
     "chain_shutdown_signals",
-    "farewell",
     "register",
     "set_stream_limit",
     "shutdown",
     "shutting_down",
     "stream_limit",
 ]
-
-#: The event type of the last event a stream sends when wsgisse ends it on purpose. Its
-#: data is JSON ``{"reason": ...}``: ``"shutdown"`` (the server is stopping or reloading),
-#: ``"lifetime"`` (the stream reached its maximum age), ``"capacity"`` (the server is
-#: full: come back later) or ``"revoked"`` (the client lost access: do not come back).
-#: For the first three the browser reconnects by itself after the ``retry`` sent with
-#: it; on ``"revoked"`` a page should call ``source.close()``.
-END_EVENT = "wsgisse-end"
 
 
 class _Endable(Protocol):
@@ -67,17 +53,6 @@ class _Process:
 
 # Created empty at import (no side effect); filled as streams open.
 _process = _Process()
-
-
-def farewell(reason: str, retry: int | None, jitter: int) -> bytes:
-    """The last frame of a stream ended on purpose: :data:`END_EVENT` with a retry.
-
-    The retry is ``retry`` plus a random share of ``jitter`` milliseconds, so that
-    thousands of clients told to reconnect at once do not all come back at once.
-    """
-    delay = None if retry is None else retry + random.randint(0, max(jitter, 0))  # noqa: S311
-    data = json.dumps({"reason": reason}, separators=(",", ":"))
-    return ServerSentEvent(data, event=END_EVENT, retry=delay).encode()
 
 
 _made_here = threading.local()
@@ -149,7 +124,7 @@ def shutting_down() -> bool:
 def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
     """End every open stream of the process on purpose, and return how many there were.
 
-    Each stream writes what it has pending, then a :data:`END_EVENT` event with a
+    Each stream writes what it has pending, then a :data:`~wsgisse.END_EVENT` event with a
     jittered ``retry``, and closes; streams opened afterwards get the same farewell at
     once. Waits up to ``timeout`` seconds for the streams to close (cooperatively under
     gevent). Call it before stopping a server: ``wsgisse.shutdown(); server.stop()``.
@@ -160,19 +135,10 @@ def shutdown(timeout: float = 5.0, *, reason: str = "shutdown") -> int:
     for stream in streams:
         stream.end(reason)
     deadline = time.monotonic() + timeout
-    sleep = _cooperative_sleep()
+    sleep = cooperative_sleep()
     while live_streams() and time.monotonic() < deadline:
         sleep(0.01)
     return len(streams)
-
-
-def _cooperative_sleep() -> Callable[[float], None]:
-    hub_local = sys.modules.get("gevent._hub_local")
-    if hub_local is not None and hub_local.get_hub_if_exists() is not None:
-        import gevent  # noqa: PLC0415 - only in a process that already runs gevent
-
-        return gevent.sleep  # type: ignore[no-any-return]
-    return time.sleep
 
 
 def chain_shutdown_signals(signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> bool:

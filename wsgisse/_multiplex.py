@@ -13,14 +13,17 @@ everything it holds was published after the client arrived, so all of it is repl
 
 from __future__ import annotations
 
-import queue
-import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
-from ._channel import Channel, Subscription
 from ._errors import SubscriptionClosedError
-from ._sync import make_waiter
+from ._event import relabel
+from ._sync import make_waiter, wait_for
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+    from ._fanout import Member
 
 __all__ = ["MultiSubscription", "decode_position", "encode_position"]
 
@@ -42,33 +45,33 @@ def decode_position(value: str) -> dict[str, str] | None:
 class MultiSubscription:
     """One subscriber's place in several channels, read as one source of frames.
 
-    The subscriptions share one waiter, so an event in any channel wakes the reader.
-    Each frame is re-labelled with the composite id (its body, the bytes before the id
-    line, is still the channel's shared encoding).
+    The places share one waiter, so an event in any channel wakes the reader. Each frame
+    is relabelled with the composite id (its body, the bytes before the id line, is still
+    the channel's shared encoding).
     """
 
     def __init__(
         self, channels: Sequence[Channel], last_event_id: str | None, user: str | None = None
     ) -> None:
-        waiter = self._waiter = make_waiter()
+        self._waiter = make_waiter()
         known = decode_position(last_event_id) if last_event_id else None
+        self._members: list[tuple[str, Member]] = []
         self._positions: dict[str, str] = {}
-        self._subscriptions: list[Subscription] = []
         try:
             for channel in channels:
-                position = None if known is None else known.get(channel.name)
-                if last_event_id is not None and known is None:
-                    # Not a composite id: no channel can resume it, and each says so.
-                    subscription = channel._subscribe(last_event_id, waiter, user=user)  # noqa: SLF001
-                elif position == "":
-                    subscription = channel._subscribe(None, waiter, from_start=True, user=user)  # noqa: SLF001
-                else:
-                    subscription = channel._subscribe(position, waiter, user=user)  # noqa: SLF001
-                self._subscriptions.append(subscription)
-                with channel._lock:  # noqa: SLF001
-                    # The id just before the cursor: nothing taken yet can be claimed.
-                    last = channel._log.id_at(subscription._cursor - 1)  # noqa: SLF001
-                self._positions[channel.name] = last or ""
+                start = last_event_id  # Not a composite id: no channel can resume it.
+                from_start = False
+                if known is not None or last_event_id is None:
+                    start = None if known is None else known.get(channel.name)
+                    from_start = start == ""
+                    if from_start:
+                        start = None
+                member = channel._join(  # noqa: SLF001 - the channel's sibling, by design
+                    start, self._waiter, from_start=from_start, user=user
+                )
+                self._members.append((channel.name, member))
+                # The id just before the cursor: nothing taken yet can be claimed.
+                self._positions[channel.name] = member.fanout.position(member)
         except BaseException:
             self.close()
             raise
@@ -78,40 +81,29 @@ class MultiSubscription:
 
         Raises:
             queue.Empty: nothing within ``timeout``.
-            SubscriptionClosedError: every subscription has ended.
+            SubscriptionClosedError: a subscription has ended (then all of them are).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            chunks: list[bytes] = []
-            open_count = 0
-            for subscription in self._subscriptions:
-                channel = subscription.channel
-                with channel._lock:  # noqa: SLF001
-                    prelude, frames, first = subscription._take_frames_locked()  # noqa: SLF001
-                    ids = [channel._log.id_at(first + n) for n in range(len(frames))]  # noqa: SLF001
-                    if not (prelude or frames) and subscription.end_reason is None:
-                        subscription._park_locked()  # noqa: SLF001
-                if subscription.end_reason is None:
-                    open_count += 1
-                if prelude:
-                    chunks.append(prelude)
-                for frame, event_id in zip(frames, ids, strict=True):
-                    if not frame:  # Published for an audience this subscriber is not in.
-                        continue
-                    self._positions[channel.name] = event_id or ""
-                    body = frame[: frame.rindex(b"\nid: ") + 1]
-                    composite = encode_position(self._positions).encode()
-                    chunks.append(b"%sid: %s\n\n" % (body, composite))
-            if chunks:
-                return b"".join(chunks)
-            if open_count < len(self._subscriptions):
-                reasons = [s.end_reason for s in self._subscriptions if s.end_reason is not None]
-                self.close(reasons[0] or "closed")
-                raise SubscriptionClosedError(reasons[0] or "closed")
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if not block or (remaining is not None and remaining <= 0):
-                raise queue.Empty
-            self._waiter.wait(remaining)
+        return wait_for(self._poll, self._waiter, block, timeout)
+
+    def _poll(self, may_wait: bool) -> bytes | None:
+        chunks: list[bytes] = []
+        ended: str | None = None
+        positions = self._positions
+        for name, member in self._members:
+            prelude, events = member.fanout.take_events(member, may_wait)
+            if prelude:
+                chunks.append(prelude)
+            for event_id, frame in events:
+                positions[name] = event_id
+                chunks.append(relabel(frame, encode_position(positions)))
+            if member.end_reason is not None and ended is None:
+                ended = member.end_reason
+        if chunks:
+            return b"".join(chunks)
+        if ended is not None:
+            self.close(ended)
+            raise SubscriptionClosedError(ended)
+        return None
 
     def end(self, reason: str) -> None:
         """End every subscription with ``reason``; a blocked :meth:`get` returns."""
@@ -119,5 +111,5 @@ class MultiSubscription:
 
     def close(self, reason: str = "closed") -> None:
         """Close every subscription (idempotent, any thread)."""
-        for subscription in self._subscriptions:
-            subscription.close(reason)
+        for _, member in self._members:
+            member.fanout.end(member, reason)

@@ -20,10 +20,17 @@ __all__ = [
     "MAX_ID_LENGTH",
     "BadRequest",
     "client_address",
+    "client_socket",
+    "direct_socket",
+    "is_multithreaded",
+    "is_preflight",
     "last_event_id",
     "origin",
+    "path",
+    "preflight_method",
     "prepare_stream_socket",
     "requested_channels",
+    "server_software",
     "set_no_delay",
     "stream_method",
     "wants_event_stream",
@@ -73,6 +80,32 @@ def stream_method(environ: WSGIEnvironment) -> str:
             [("Allow", "GET, HEAD")],
         )
     return method
+
+
+def is_preflight(environ: WSGIEnvironment) -> bool:
+    """Whether the request is an ``OPTIONS`` request (a CORS preflight)."""
+    return str(environ.get("REQUEST_METHOD", "")).upper() == "OPTIONS"
+
+
+def preflight_method(environ: WSGIEnvironment) -> str | None:
+    """The method a CORS preflight asks about (``Access-Control-Request-Method``)."""
+    value = environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD")
+    return None if value is None else str(value)
+
+
+def path(environ: WSGIEnvironment) -> str:
+    """The request's path below the application (``PATH_INFO``)."""
+    return str(environ.get("PATH_INFO", ""))
+
+
+def server_software(environ: WSGIEnvironment) -> str:
+    """The server's name and version (``SERVER_SOFTWARE``, e.g. ``gunicorn/23.0.0``)."""
+    return str(environ.get("SERVER_SOFTWARE", ""))
+
+
+def is_multithreaded(environ: WSGIEnvironment) -> bool:
+    """Whether the server says it runs requests in several threads (``wsgi.multithread``)."""
+    return bool(environ.get("wsgi.multithread"))
 
 
 def _wsgi_str_to_text(value: str, what: str) -> str:
@@ -185,6 +218,21 @@ def client_socket(environ: WSGIEnvironment) -> Any:
         if callable(getattr(candidate, "setsockopt", None)) and hasattr(candidate, "family"):
             return candidate
     return None
+
+
+def direct_socket(environ: WSGIEnvironment) -> tuple[Any, bool] | None:
+    """The socket the publish loop may write to itself, and whether the body is chunked.
+
+    Only gunicorn's and gevent's own HTTP servers qualify, whose framing of a streamed
+    body is known (chunked on HTTP/1.1, raw on HTTP/1.0), over plain TCP: a TLS socket must
+    be written by its TLS layer. ``None`` anywhere else.
+    """
+    if not server_software(environ).startswith(("gunicorn/", "gevent/")):
+        return None
+    sock = client_socket(environ)
+    if sock is None or not hasattr(sock, "_sock") or hasattr(sock, "do_handshake"):
+        return None
+    return sock, str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")) != "HTTP/1.0"
 
 
 def set_no_delay(environ: WSGIEnvironment) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from . import _lifecycle
 from ._channel import Subscription
+from ._control import END_REASONS, farewell
 from ._errors import SubscriptionClosedError
 from ._event import ServerSentEvent
 from ._multiplex import MultiSubscription
@@ -137,7 +138,7 @@ class _SubscriptionSource:
             # The preamble is out, so the socket is ours to write between the server's
             # writes: let the publish loop in (see _direct.py).
             self._direct = None
-            self._subscription._direct = direct  # noqa: SLF001
+            self._subscription._lend_socket(direct)  # noqa: SLF001 - the stream's own channel
         return self._subscription.get(block, timeout)
 
     def end(self, reason: str) -> None:
@@ -257,8 +258,8 @@ class EventStream:
             reason = self._end_reason or ended.reason
             with self._lock:
                 self._end_reason = "ended"
-            if reason in _FAREWELL_REASONS:
-                return _lifecycle.farewell(reason, self._retry, self._retry_jitter)
+            if reason in END_REASONS:
+                return farewell(reason, self._retry, self._retry_jitter)
             raise StopIteration from None
 
     def _last_traffic(self) -> float:
@@ -316,6 +317,3 @@ class EventStream:
         _lifecycle.unregister(self)
         if self._on_close is not None:
             self._on_close(self)
-
-
-_FAREWELL_REASONS = frozenset({"shutdown", "lifetime", "capacity", "revoked"})

@@ -26,22 +26,28 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ._errors import UnsafeConcurrencyError
 
 __all__ = [
     "Handoff",
     "HandoffClosed",
+    "Latch",
     "Waiter",
+    "call_on_hubs",
+    "cooperative_sleep",
     "current_hub",
     "make_waiter",
     "native_lock",
     "native_thread_id",
     "spawn_native_thread",
     "spawn_worker",
+    "wait_for",
     "wake_all",
 ]
+
+T = TypeVar("T")
 
 
 def _original(module: str, name: str) -> Any:
@@ -88,6 +94,16 @@ def current_hub() -> Any:
 
         hub = gevent.get_hub()
     return hub
+
+
+def cooperative_sleep() -> Callable[[float], None]:
+    """``sleep`` for the caller: gevent's on a thread that runs a hub, else ``time.sleep``."""
+    hub_local = sys.modules.get("gevent._hub_local")
+    if hub_local is not None and hub_local.get_hub_if_exists() is not None:
+        import gevent
+
+        return gevent.sleep  # type: ignore[no-any-return]
+    return time.sleep
 
 
 def _is_gevent_thread() -> bool:
@@ -180,6 +196,17 @@ def _wake_each(waiters: list[Waiter]) -> None:
         waiter.wake()
 
 
+def call_on_hubs(batches: dict[Any, list[T]], callback: Callable[[list[T]], object]) -> None:
+    """Run ``callback(batch)`` on the thread of each batch's hub: one signal per hub.
+
+    A hub whose thread has ended refuses callbacks, and has nobody left to serve: its
+    batch is dropped, so that a publish never fails because a thread of the process ended.
+    """
+    for hub, batch in batches.items():
+        with contextlib.suppress(Exception):
+            hub.loop.run_callback_threadsafe(callback, batch)
+
+
 def wake_all(waiters: Iterable[Waiter]) -> None:
     """Wake every waiter, from any thread, crossing to each hub's thread at most once."""
     me = native_thread_id()
@@ -189,10 +216,76 @@ def wake_all(waiters: Iterable[Waiter]) -> None:
             waiter.wake()
         else:
             remote.setdefault(waiter.hub, []).append(waiter)  # type: ignore[attr-defined]
-    for hub, batch in remote.items():
-        # A hub whose thread has ended refuses callbacks, and has nobody left to wake.
-        with contextlib.suppress(Exception):
-            hub.loop.run_callback_threadsafe(_wake_each, batch)
+    if remote:
+        call_on_hubs(remote, _wake_each)
+
+
+def wait_for(
+    poll: Callable[[bool], T | None],
+    waiter: Waiter,
+    block: bool = True,
+    timeout: float | None = None,
+) -> T:
+    """The one wait loop of wsgisse: call ``poll`` until it has a result.
+
+    ``poll(may_wait)`` looks, under its owner's lock, for what the caller waits for, and
+    returns it, or ``None``. When it finds nothing and ``may_wait`` is true it must, under
+    that same lock, register ``waiter`` to be woken: a wake-up that comes between its look
+    and the wait then makes the wait return at once, so none is lost. When ``may_wait`` is
+    false the caller will not wait, and ``poll`` must leave no registration behind. It
+    raises to end the wait for good (the subscription ended, the producer finished).
+    Spurious wakes are harmless: ``poll`` looks again.
+
+    Raises:
+        queue.Empty: nothing within ``timeout`` seconds (at once when not ``block``), as
+            ``queue.Queue.get`` does.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    remaining = timeout
+    while True:
+        may_wait = block and (remaining is None or remaining > 0)
+        result = poll(may_wait)
+        if result is not None:
+            return result
+        if not may_wait:
+            raise queue.Empty
+        waiter.wait(remaining)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+
+
+class Latch:
+    """A gate that opens once: :meth:`wait` blocks any thread or greenlet until :meth:`open`."""
+
+    __slots__ = ("_lock", "_open", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = native_lock()
+        self._open = False
+        self._waiters: list[Waiter] = []
+
+    def open(self) -> None:
+        """Let every waiting party through, and all that come later."""
+        with self._lock:
+            self._open = True
+            waiters, self._waiters = self._waiters, []
+        wake_all(waiters)
+
+    def wait(self) -> None:
+        """Block until :meth:`open` has been called (at once if it has)."""
+        if self._open:
+            return
+        waiter = make_waiter()
+
+        def poll(may_wait: bool) -> bool | None:
+            with self._lock:
+                if self._open:
+                    return True
+                if may_wait:
+                    self._waiters.append(waiter)
+                return None
+
+        wait_for(poll, waiter)
 
 
 def spawn_worker(target: Callable[[], None], name: str) -> Callable[[], None]:
@@ -248,6 +341,7 @@ class Handoff:
     __slots__ = (
         "_chunks",
         "_consumer",
+        "_consumer_waiter",
         "_error",
         "_finished",
         "_gone",
@@ -265,7 +359,10 @@ class Handoff:
         self._finished = False
         self._error: BaseException | None = None
         self._gone = False
+        # The consumer's waiter while it waits (None otherwise), and both parties' own
+        # waiters, made once each: a producer or consumer stays in one context.
         self._consumer: Waiter | None = None
+        self._consumer_waiter: Waiter | None = None
         self._producer: Waiter | None = None
 
     def put(self, chunk: bytes) -> None:
@@ -274,22 +371,22 @@ class Handoff:
         Raises:
             HandoffClosed: the consumer has closed the hand-off.
         """
+        if self._producer is None:
+            self._producer = make_waiter()
         producer = self._producer
-        while True:
+
+        def poll(may_wait: bool) -> list[Waiter] | None:
             with self._lock:
                 if self._gone:
                     raise HandoffClosed
-                if self._pending < self._limit:
-                    self._chunks.append(chunk)
-                    self._pending += len(chunk)
-                    consumer, self._consumer = self._consumer, None
-                    break
-                if producer is None:
-                    producer = self._producer = make_waiter()
-                parked = producer
-            parked.wait(None)
-        if consumer is not None:
-            wake_all([consumer])
+                if self._pending >= self._limit:
+                    return None  # The consumer wakes the producer once it has taken.
+                self._chunks.append(chunk)
+                self._pending += len(chunk)
+                consumer, self._consumer = self._consumer, None
+                return [] if consumer is None else [consumer]
+
+        wake_all(wait_for(poll, producer))
 
     def finish(self, error: BaseException | None = None) -> None:
         """The producer is done (with ``error`` when it failed)."""
@@ -308,25 +405,23 @@ class Handoff:
             EOFError: the producer finished and everything was taken; chained to the
                 producer's exception when it failed.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        waiter: Waiter | None = None
-        while True:
+        if self._consumer_waiter is None:
+            self._consumer_waiter = make_waiter()
+        consumer = self._consumer_waiter
+
+        def poll(may_wait: bool) -> list[bytes] | None:
             with self._lock:
                 if self._chunks:
                     chunks, self._chunks, self._pending = self._chunks, [], 0
-                    producer = self._producer
-                    break
+                    return chunks
                 if self._finished:
                     raise EOFError("the event source has finished") from self._error
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if not block or (remaining is not None and remaining <= 0):
-                    raise queue.Empty
-                if waiter is None:
-                    waiter = make_waiter()
-                self._consumer = waiter
-            waiter.wait(remaining)
-        if producer is not None:
-            wake_all([producer])
+                self._consumer = consumer if may_wait else None
+                return None
+
+        chunks = wait_for(poll, consumer, block, timeout)
+        if self._producer is not None:
+            wake_all([self._producer])
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def abort(self) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
 from ._endpoint import SSEApp, _plain
-from ._request import BadRequest, set_no_delay, stream_method
+from ._request import BadRequest, path, set_no_delay, stream_method
 from ._stream import EventStream
 
 if TYPE_CHECKING:
@@ -112,6 +112,6 @@ class SSEMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer a stream request, or hand the request to the wrapped app."""
-        if environ.get("PATH_INFO", "") != self.path:
+        if path(environ) != self.path:
             return self.app(environ, start_response)
         return self.endpoint(environ, start_response)

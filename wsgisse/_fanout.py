@@ -1,0 +1,380 @@
+"""Delivery: one channel's log and subscribers, and who is woken or written to per event.
+
+This module is the one owner of delivery state. A :class:`Fanout` holds a channel's
+:class:`~wsgisse._log.EventLog`, its members (one :class:`Member` per subscription: a
+cursor into the log and little else) and the set of members *parked*, waiting for the
+next event. Every read or write of that state happens here, under the fanout's lock;
+``Channel``, ``Subscription`` and ``MultiSubscription`` only call its methods.
+
+An event reaches a parked member in one of two ways, chosen by :meth:`Fanout.append`:
+
+* the ordinary path: the member's waiter is woken, and its own greenlet or thread takes
+  the new frames (:meth:`Fanout.take`) and hands them to the WSGI server;
+* the fast path, for a greenlet whose socket the server has lent us (a
+  :class:`~wsgisse._direct.DirectWriter`): the publish itself writes the shared frame to
+  every such socket from one loop on the members' hub thread (:meth:`Fanout.sweep`), and
+  wakes only those it could not serve.
+
+The fast path is safe because a member is parked only while its greenlet waits inside
+:meth:`Fanout.take`'s wait: the server is then not writing to the socket (it waits for the
+stream's next chunk), and no other greenlet of that thread runs during the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._control import history_lost
+from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
+from ._event import with_id_line
+from ._sync import call_on_hubs, native_lock, native_thread_id, wake_all
+
+if TYPE_CHECKING:
+    from ._direct import DirectWriter
+    from ._log import EventLog
+    from ._sync import Waiter
+
+__all__ = ["Fanout", "Member", "SlowPolicy"]
+
+SlowPolicy = Literal["disconnect", "skip"]
+
+# A member further behind than this is left to its own greenlet: its catch-up write is
+# large, and the loop must stay short for everybody else.
+_MAX_DIRECT_LAG = 64
+
+
+class Member:
+    """One subscription's place in a fanout. Its fields are the fanout's to change.
+
+    Attributes:
+        cursor: the sequence number of the next frame to hand over.
+        live_from: frames before it are a replay the client asked for: they never count
+            as backlog, or a client resuming a long gap would be dropped as slow at once.
+        prelude: bytes to hand over before any frame (a history-lost notice).
+        end_reason: why the subscription ended, or ``None`` while it is open.
+        end_head: the head when it ended: what was published before is still handed
+            over, nothing published after (a revoked client must not get one more).
+        user: the subscriber's user, for events with an audience.
+        waiter: what the subscriber blocks on.
+        writer: the client's socket, lent for the fast path once the stream's first bytes
+            are out; ``None`` on the ordinary path.
+        fanout: the fanout it belongs to.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "cursor",
+        "end_head",
+        "end_reason",
+        "fanout",
+        "live_from",
+        "prelude",
+        "user",
+        "waiter",
+        "writer",
+    )
+
+    def __init__(
+        self, fanout: Fanout, cursor: int, waiter: Waiter, prelude: bytes, user: str | None
+    ) -> None:
+        self.fanout = fanout
+        self.cursor = cursor
+        self.live_from = fanout.log.head
+        self.prelude = prelude
+        self.end_reason: str | None = None
+        self.end_head: int | None = None
+        self.user = user
+        self.waiter = waiter
+        self.writer: DirectWriter | None = None
+
+
+class Fanout:
+    """A channel's log, its members, and the delivery of each new event to them.
+
+    Args:
+        log: the channel's log (also every member's backlog).
+        epoch: the prefix of the ids this fanout assigns, unique to the channel object.
+        max_backlog: how many events a member may fall behind before ``on_slow``.
+        on_slow: ``"disconnect"`` ends a slow member (its client resumes from history);
+            ``"skip"`` jumps it to the head with a history-lost notice.
+    """
+
+    def __init__(self, log: EventLog, *, epoch: str, max_backlog: int, on_slow: SlowPolicy) -> None:
+        self.lock = native_lock()
+        self.log = log
+        self.max_backlog = max_backlog
+        self.on_slow: SlowPolicy = on_slow
+        self.closed = False
+        self.members: set[Member] = set()
+        # A dict, not a list: parking again after every heartbeat timeout keeps one entry,
+        # and a member that wakes or ends leaves at once.
+        self.parked: dict[Member, None] = {}
+        self.counts = {
+            "events_published": 0,
+            "replays": 0,
+            "history_lost": 0,
+            "slow_dropped": 0,
+            "direct_writes": 0,
+        }
+        self._epoch = epoch
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def append(self, body: bytes, event_id: str | None, audience: frozenset[str] | None) -> str:
+        """Add an encoded event without id to the log, deliver it, and return its id.
+
+        Raises:
+            InvalidEventError: ``event_id`` is already in the log.
+        """
+        now = time.monotonic()
+        with self.lock:
+            log = self.log
+            if event_id is None:
+                event_id = f"{self._epoch}-{log.head + 1}"
+            elif event_id in log:
+                raise InvalidEventError("id", event_id, "already used in the channel's history")
+            log.append(event_id, with_id_line(body, event_id), now, audience)
+            self.counts["events_published"] += 1
+            parked, self.parked = self.parked, {}
+        if parked:
+            self._deliver(list(parked))
+        return event_id
+
+    def _deliver(self, parked: list[Member]) -> None:
+        """Wake the parked members, or sweep them on their hub's thread (the fast path)."""
+        me = native_thread_id()
+        woken: list[Waiter] = []
+        here: list[Member] = []
+        remote: dict[Any, list[Member]] = {}
+        for member in parked:
+            waiter = member.waiter
+            if member.writer is None:
+                woken.append(waiter)
+            elif waiter.thread_id == me:
+                here.append(member)
+            else:
+                remote.setdefault(waiter.hub, []).append(member)  # type: ignore[attr-defined]
+        if woken:
+            wake_all(woken)
+        if here:
+            self.sweep(here)
+        if remote:
+            call_on_hubs(remote, self.sweep)  # The loop must run on the members' thread.
+
+    def sweep(self, parked: Sequence[Member]) -> None:
+        """Write the new frames to parked members' sockets from this one loop.
+
+        Runs on the thread of the members' hub. Those it serves stay parked; the others
+        (socket full, too far behind, a prelude to send, ended, or frames with an
+        audience held) are woken to take their frames themselves.
+        """
+        now = time.monotonic()
+        with self.lock:
+            served, to_wake = self._plan_sweep_locked(parked)
+        # Outside the lock: no lock is held while writing to a socket.
+        failed = [member for member, writer, framed in served if not writer.try_send(framed, now)]
+        if failed:
+            with self.lock:
+                for member in failed:
+                    self.parked.pop(member, None)
+            to_wake += failed
+        if to_wake:
+            wake_all([member.waiter for member in to_wake])
+
+    def _plan_sweep_locked(
+        self, parked: Sequence[Member]
+    ) -> tuple[list[tuple[Member, DirectWriter, bytes]], list[Member]]:
+        """Who the loop writes to, and what (advancing their cursors), and who is woken."""
+        log = self.log
+        if log.audience_held:  # Filtering per member is the greenlets' job.
+            return [], list(parked)
+        served: list[tuple[Member, DirectWriter, bytes]] = []
+        to_wake: list[Member] = []
+        framed_at: dict[int, bytes] = {}
+        head = log.head
+        oldest = log.oldest
+        for member in parked:
+            writer = member.writer
+            cursor = member.cursor
+            if (
+                writer is None
+                or writer.remainder
+                or member.end_reason is not None
+                or member.prelude
+                or cursor < oldest
+                or head - cursor > _MAX_DIRECT_LAG
+            ):
+                to_wake.append(member)
+                continue
+            if cursor < head:
+                framed = framed_at.get(cursor)
+                if framed is None:  # One framed bytes object for all at the same place.
+                    framed = framed_at[cursor] = writer.frame(b"".join(log.frames_from(cursor)))
+                member.cursor = head
+                served.append((member, writer, framed))
+            self.parked[member] = None  # Still waiting.
+        self.counts["direct_writes"] += len(served)
+        return served, to_wake
+
+    # -- members --------------------------------------------------------------------------------
+
+    def join(
+        self,
+        last_event_id: str | None,
+        waiter: Waiter,
+        *,
+        from_start: bool = False,
+        user: str | None = None,
+    ) -> Member:
+        """A new member: at the head, after ``last_event_id``, or at the log's very start.
+
+        ``from_start``: before the channel's first event ever (a multiplexed client that
+        subscribed while this channel was still empty). A resume the log cannot serve
+        exactly starts at the head with a history-lost notice.
+
+        Raises:
+            ChannelClosedError: the fanout was closed.
+        """
+        now = time.monotonic()
+        with self.lock:
+            if self.closed:
+                raise ChannelClosedError("the channel is closed")
+            log = self.log
+            prelude = b""
+            cursor = log.head
+            if from_start:
+                if log.oldest == 0 and len(log) <= log.replay_limit:
+                    cursor = 0
+                else:
+                    prelude = history_lost("", log.oldest_id())
+            elif last_event_id is not None:
+                cursor, lost = log.resume_after(last_event_id, now)
+                if lost:
+                    prelude = history_lost(last_event_id, log.oldest_id())
+                    self.counts["history_lost"] += 1
+                else:
+                    self.counts["replays"] += 1
+            member = Member(self, cursor, waiter, prelude, user)
+            self.members.add(member)
+        return member
+
+    def lend_socket(self, member: Member, writer: DirectWriter) -> None:
+        """Let the publish loop write to ``member``'s socket (its stream's preamble is out).
+
+        Only a greenlet's member is written to by the loop: a thread has no hub to run the
+        loop on, so it stays on the ordinary path.
+        """
+        if member.waiter.thread_id is not None:
+            member.writer = writer
+
+    def position(self, member: Member) -> str:
+        """The id of the last event before ``member``'s cursor (``""``: none)."""
+        with self.lock:
+            return self.log.id_at(member.cursor - 1) or ""
+
+    def take(self, member: Member, may_wait: bool) -> bytes | None:
+        """Every frame not yet handed to ``member``, joined; ``None`` if there is none.
+
+        What the publish loop could not send goes first. With nothing to hand over and
+        ``may_wait``, the member is parked until the next event (see ``_sync.wait_for``).
+
+        Raises:
+            SubscriptionClosedError: the member has ended and nothing is left.
+        """
+        self._flush(member)
+        with self.lock:
+            # Awake: from now until parked again the server may write to the socket, so the
+            # publish loop must not.
+            self.parked.pop(member, None)
+            prelude, frames, _ = self._take_locked(member)
+            chunk = frames[0] if len(frames) == 1 and not prelude else prelude + b"".join(frames)
+            if chunk:  # Empty too when every frame was for an audience it is not in.
+                return chunk
+            if member.end_reason is not None:
+                raise SubscriptionClosedError(member.end_reason)
+            if may_wait:
+                self.parked[member] = None
+            return None
+
+    def take_events(self, member: Member, may_wait: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The prelude and the ``(id, frame)`` pairs not yet handed to ``member``.
+
+        For a multiplexed stream, which relabels each frame. Frames the member's user may
+        not see are left out. With nothing to hand over, an open member is parked when
+        ``may_wait``; an ended one is not (its ``end_reason`` says so).
+        """
+        with self.lock:
+            self.parked.pop(member, None)
+            prelude, frames, first = self._take_locked(member)
+            id_at = self.log.id_at
+            events = [(id_at(first + n) or "", frame) for n, frame in enumerate(frames) if frame]
+            if not (prelude or events) and member.end_reason is None and may_wait:
+                self.parked[member] = None
+        return prelude, events
+
+    def _flush(self, member: Member) -> None:
+        writer = member.writer
+        if writer is not None and writer.remainder:
+            try:
+                writer.flush()
+            except OSError:
+                self.end(member, "gone")
+
+    def _take_locked(self, member: Member) -> tuple[bytes, Sequence[bytes], int]:
+        """(prelude, frames not yet taken, the sequence number of the first frame).
+
+        A frame the member's user may not see is ``b""`` (the sequence stays aligned).
+        """
+        log = self.log
+        cursor = member.cursor
+        head = log.head if member.end_head is None else min(log.head, member.end_head)
+        prelude = member.prelude
+        member.prelude = b""
+        if cursor >= head:
+            return prelude, (), cursor
+        if head - max(cursor, member.live_from) > self.max_backlog or cursor < log.oldest:
+            self.counts["slow_dropped"] += 1
+            if self.on_slow == "disconnect":
+                self._end_locked(member, "slow")
+                return b"", (), cursor
+            member.cursor = head
+            return history_lost(log.id_at(cursor - 1) or "", log.oldest_id()), (), head
+        member.cursor = head
+        return prelude, log.visible_frames(cursor, head, member.user), cursor
+
+    # -- ending -------------------------------------------------------------------------------
+
+    def _end_locked(self, member: Member, reason: str) -> bool:
+        if member.end_reason is not None:
+            return False
+        member.end_reason = reason
+        member.end_head = self.log.head
+        self.members.discard(member)
+        self.parked.pop(member, None)
+        return True
+
+    def end(self, member: Member, reason: str) -> None:
+        """End ``member`` (idempotent, any thread); a blocked take returns."""
+        with self.lock:
+            ended = self._end_locked(member, reason)
+        if ended:
+            wake_all([member.waiter])
+
+    def end_all(self, reason: str, *, close: bool = False) -> int:
+        """End every member with ``reason`` and return how many there were.
+
+        With ``close`` the fanout also refuses new members from now on; closing a closed
+        fanout ends nothing and returns ``-1``.
+        """
+        with self.lock:
+            if close:
+                if self.closed:
+                    return -1
+                self.closed = True
+            ended = list(self.members)
+            for member in ended:
+                self._end_locked(member, reason)
+        wake_all([member.waiter for member in ended])
+        return len(ended)
