@@ -250,9 +250,11 @@ def test_the_bottle_plugin_publishes_from_a_thread_with_no_request() -> None:
 # -- Redis settings --------------------------------------------------------------------------------
 
 
-def test_without_a_redis_url_the_redis_backend_is_never_imported() -> None:
+def test_no_framework_and_without_a_redis_url_no_redis_module_is_imported() -> None:
     code = (
-        "import sys, flask, bottle\n"
+        "import sys, wsgisse.integrations\n"
+        "assert not {'flask', 'bottle'} & set(sys.modules), 'a framework was imported'\n"
+        "import flask, bottle\n"
         "from wsgisse.integrations.flask import SSE\n"
         "from wsgisse.integrations.bottle import SSEPlugin\n"
         "SSE(flask.Flask('x'), channels=['a', 'b']); SSEPlugin(channels=['a'])\n"

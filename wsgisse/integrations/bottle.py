@@ -74,7 +74,7 @@ class SSEPlugin:
             for reconnecting clients). A plugin installed on several apps serves the same
             channels on each.
         channels: several channels instead (see
-            :data:`wsgisse.integrations.flask.ChannelsSpec`): names (a channel is made for
+            :data:`wsgisse.integrations.ChannelsSpec`): names (a channel is made for
             each), a mapping of names to channels, or a rule ``name -> Channel | bool |
             None`` for dynamic channels (``True``: make it, with ``history`` and
             ``redis_url``). Clients ask with ``?channel=NAME`` (several are multiplexed
@@ -99,7 +99,7 @@ class SSEPlugin:
     Attributes:
         endpoint: the :class:`wsgisse.SSEApp` serving the stream route (its ``stats``,
             ``revoke()``).
-        channels: the :class:`~wsgisse.integrations.flask.ChannelSet` served.
+        channels: the :class:`~wsgisse.integrations.ChannelSet` served.
 
     Raises:
         TypeError: both ``channel`` and ``channels`` given.

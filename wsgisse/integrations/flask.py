@@ -167,7 +167,8 @@ class SSE:
         app: the app to initialise now, if any.
         channel: the channel every app initialised by this object serves (the older
             spelling of ``channels=`` with one channel).
-        channels: the channels each app serves (see :data:`ChannelsSpec`): ``None`` (one
+        channels: the channels each app serves (see
+            :data:`wsgisse.integrations.ChannelsSpec`): ``None`` (one
             channel per app, named after it, served at ``WSGISSE_URL`` with no
             ``?channel=``), channel names (each app gets a channel per name; clients ask
             with ``?channel=NAME``, several multiplexed over one stream), a mapping of
