@@ -3,7 +3,9 @@
 # installed by these recipes.
 #
 #   make demo        serve examples/demo.py on http://127.0.0.1:8000
-#   make test        system packages, dev install, lint, typecheck, then the test suite
+#   make test        system packages, dev install, lint, typecheck, docs, package, tests
+#   make docs        the documentation site in docs/_build/html (warnings are errors)
+#   make package     sdist and wheel in dist/, twine check, wheel smoke-tested in a fresh venv
 #   make lint        ruff check + ruff format --check
 #   make format      let ruff fix what it can and format
 #   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
@@ -17,7 +19,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Present once `pip install -e .[dev]` has succeeded for the current packaging files.
+# Present once `pip install -r requirements/dev.txt` (or demo.txt) has succeeded for the
+# current packaging files.
 DEV_STAMP := $(VENV)/.wsgisse-dev-installed
 DEMO_STAMP := $(VENV)/.wsgisse-demo-installed
 PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-check \
@@ -25,16 +28,19 @@ PIP_INSTALL := $(BIN)/python -m pip install --no-input --disable-pip-version-che
 PYTEST_ARGS ?=
 
 # command:package pairs for the servers and the browser the live tests start (and openssl,
-# which makes their test certificates).
+# which makes their test certificates). A command given as an absolute path is a file
+# that must exist (mod_wsgi is a module, not a command).
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
-	openssl:openssl
+	openssl:openssl apache2:apache2 \
+	/usr/lib/apache2/modules/mod_wsgi.so:libapache2-mod-wsgi-py3
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
 TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
 	tests/live/run_gevent.py tests/live/run_werkzeug.py \
-	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py
+	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py \
+	tests/_apache.py tests/test_apache.py tests/test_forwarded.py tests/test_proxy_clients.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -43,7 +49,7 @@ SHELL := /bin/bash
 .NOTPARALLEL:
 
 .PHONY: help venv dev system-deps demo test lint format typecheck pytest coverage bench \
-	clean distclean
+	docs package clean distclean
 
 help:
 	@sed -n '5,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
@@ -55,13 +61,14 @@ venv: $(BIN)/python
 
 # Re-install only when the packaging files change: the install is editable, so source
 # changes need none.
-$(DEV_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e '.[dev]'
+$(DEV_STAMP): setup.cfg setup.py pyproject.toml requirements/dev.txt requirements/docs.txt \
+		| $(BIN)/python
+	$(PIP_INSTALL) -r requirements/dev.txt
 	touch $@
 
 # The demo needs only its own few packages, not the test tools.
-$(DEMO_STAMP): setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(PIP_INSTALL) -e '.[demo]'
+$(DEMO_STAMP): setup.cfg setup.py pyproject.toml requirements/demo.txt | $(BIN)/python
+	$(PIP_INSTALL) -r requirements/demo.txt
 	touch $@
 
 dev: $(DEV_STAMP)
@@ -75,7 +82,9 @@ for pair in "$$@"; do
     cmd=$${pair%%:*}
     pkg=$${pair#*:}
     # nginx lives in /usr/sbin, which a non-root PATH may lack.
-    if ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
+    if [[ $$cmd == /* ]]; then
+        [ -e "$$cmd" ] || missing+=("$$pkg")
+    elif ! command -v "$$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$$cmd" ]; then
         missing+=("$$pkg")
     fi
 done
@@ -122,7 +131,7 @@ system-deps:
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck docs package pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -166,8 +175,25 @@ soak:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
 
+# The site, rebuilt whole (-E: an incremental build would not repeat the warnings of
+# unchanged pages) with warnings as errors and every cross-reference resolved (-n), then the
+# doctest builder, which runs every snippet of the docs (tests/test_docs.py checks that
+# every Python snippet is one the builder runs).
+SPHINX_OPTS := -E -W --keep-going -n -q
+docs: $(DEV_STAMP)
+	$(BIN)/sphinx-build -b html $(SPHINX_OPTS) docs docs/_build/html
+	$(BIN)/sphinx-build -b doctest $(SPHINX_OPTS) docs docs/_build/doctest
+
+# What a release uploads, checked as PyPI would, then installed into a fresh venv with
+# nothing else: the core must pull in no dependency and stream an event over HTTP.
+package: $(DEV_STAMP)
+	rm -rf dist build/package-smoke
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python tests/package_smoke.py dist build/package-smoke
+
 clean:
-	rm -rf build dist .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
+	rm -rf build dist docs/_build .eggs *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis \
 		htmlcov .coverage .coverage.* coverage.xml
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 

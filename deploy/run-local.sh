@@ -9,7 +9,7 @@
 # runs until Ctrl-C, which stops both. Everything it writes (certificate, configuration,
 # logs) is in a temporary folder, removed on exit. $PYTHON is the interpreter that runs
 # gunicorn (default: the repository's .venv, else python3); it needs what
-# `pip install -e '.[dev]'` installs.
+# `pip install -r requirements/dev.txt` (`make dev`) installs.
 #
 # Open both URLs in a browser and open an example in seven tabs: over HTTP/1.1 the
 # seventh tab waits (six connections per origin); through the proxy, over HTTP/2, it
@@ -96,6 +96,8 @@ control=()
 if "$python" -m gunicorn --help 2>/dev/null | grep -q -- --no-control-socket; then
     control=(--no-control-socket)
 fi
+# Every request reaches gunicorn from the proxy, 127.0.0.1: an app with per-client caps
+# would say trusted_proxies="127.0.0.1" (the examples have none).
 # --keep-alive: longer than the proxy keeps idle upstream connections (nginx 60 s,
 # Caddy 2 min), so that gunicorn never closes one the proxy is about to reuse.
 "$python" -m gunicorn --worker-class gevent --workers 1 --worker-connections 1000 \

@@ -680,6 +680,7 @@ def open_stream(
     timeout: float = READ_TIMEOUT,
     last_event_id: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    source_address: str | None = None,
 ) -> EventStream:
     """GET ``url`` as an ``EventSource`` would, and return the response as it streams.
 
@@ -690,13 +691,20 @@ def open_stream(
     An ``https://`` URL is read over TLS with ``ssl_context`` (default: the system's
     verifying context; for a test certificate, ``ssl.create_default_context(cafile=...)``).
     The client offers only HTTP/1.1 (ALPN), so a proxy with HTTP/2 on answers in HTTP/1.1.
+    ``source_address`` binds the client's socket first (``"127.0.0.2"``: another client
+    of the same machine, as the server sees it).
 
     Raises:
         TimeoutError: no complete response head within ``timeout``.
         ConnectionError: the server closed the connection before the head was complete.
     """
     stream = EventStream(
-        url, headers, timeout=timeout, last_event_id=last_event_id, ssl_context=ssl_context
+        url,
+        headers,
+        timeout=timeout,
+        last_event_id=last_event_id,
+        ssl_context=ssl_context,
+        source_address=source_address,
     )
     try:
         stream.connect()
@@ -732,6 +740,7 @@ class EventStream:
         timeout: float = READ_TIMEOUT,
         last_event_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        source_address: str | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.hostname is None:
@@ -745,6 +754,7 @@ class EventStream:
             self.ssl_context.set_alpn_protocols(["http/1.1"])
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.timeout = timeout
+        self.source_address = source_address
         self.request_headers = {
             "Host": f"{self.host}:{self.port}",
             "Accept": "text/event-stream",
@@ -779,7 +789,10 @@ class EventStream:
 
         self._parser = EventStreamParser(keep_comments=True)
         deadline = time.monotonic() + self.timeout
-        self._sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        source = None if self.source_address is None else (self.source_address, 0)
+        self._sock = socket.create_connection(
+            (self.host, self.port), timeout=self.timeout, source_address=source
+        )
         if self.ssl_context is not None:
             self._sock = self.ssl_context.wrap_socket(self._sock, server_hostname=self.host)
         head = f"GET {self.target} HTTP/1.1\r\n" + "".join(

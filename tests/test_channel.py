@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -157,7 +158,7 @@ def test_history_zero_replays_nothing() -> None:
 
 
 def test_a_slow_subscriber_is_dropped_and_can_resume_what_it_missed() -> None:
-    channel = Channel(history=100, max_backlog=10)
+    channel = Channel(history=100, max_backlog=10, slow_after=0)
     slow = channel.subscribe()
     fast = channel.subscribe()
     sent = [channel.publish(n) for n in range(5)]
@@ -174,7 +175,7 @@ def test_a_slow_subscriber_is_dropped_and_can_resume_what_it_missed() -> None:
 
 
 def test_the_skip_policy_jumps_a_slow_subscriber_to_the_head_and_says_so() -> None:
-    channel = Channel(history=100, max_backlog=3, on_slow="skip")
+    channel = Channel(history=100, max_backlog=3, slow_after=0, on_slow="skip")
     subscription = channel.subscribe()
     for n in range(5):
         channel.publish(n)
@@ -182,6 +183,74 @@ def test_the_skip_policy_jumps_a_slow_subscriber_to_the_head_and_says_so() -> No
     assert lost.type == HISTORY_LOST_EVENT
     channel.publish("next")
     assert datas(subscription.get(timeout=1)) == ["next"]
+
+
+def test_a_burst_a_reading_subscriber_is_taking_is_not_slowness() -> None:
+    channel = Channel(history=100, max_backlog=10)
+    subscription = channel.subscribe()
+    for n in range(90):  # nine times the backlog, faster than anybody reads
+        channel.publish(n)
+    assert datas(subscription.get(timeout=1)) == [str(n) for n in range(90)]
+    assert channel.counters()["slow_dropped"] == 0
+
+
+def test_a_subscriber_behind_for_longer_than_slow_after_is_slow() -> None:
+    channel = Channel(history=100, max_backlog=10, slow_after=0.05)
+    subscription = channel.subscribe()
+    for n in range(20):
+        channel.publish(n)
+    deadline = time.monotonic() + 0.05
+    while time.monotonic() < deadline:  # the behaviour under test is the time waited
+        time.sleep(0.01)
+    with pytest.raises(SubscriptionClosedError) as dropped:
+        subscription.get(timeout=1)
+    assert dropped.value.reason == "slow"
+
+
+def test_a_subscriber_whose_next_event_fell_out_of_the_log_is_slow_at_once() -> None:
+    channel = Channel(history=10, max_backlog=5)
+    subscription = channel.subscribe()
+    for n in range(25):  # the log holds 10: the subscriber's next event is gone
+        channel.publish(n)
+    with pytest.raises(SubscriptionClosedError) as dropped:
+        subscription.get(timeout=1)
+    assert dropped.value.reason == "slow"
+
+
+def test_the_history_is_bounded_in_bytes_and_an_id_outside_it_is_lost() -> None:
+    channel = Channel(history=1000, history_bytes=10_000)
+    sent = [channel.publish("x" * 900) for _ in range(30)]  # about 1 KB each encoded
+    held = [event for event in sent if event.id in channel._fanout.log]  # noqa: SLF001
+    assert 5 <= len(held) <= 10
+    assert channel._fanout.log.held_bytes <= 10_000  # noqa: SLF001
+    edge = sent.index(held[0])
+    # Resuming after the oldest held event replays exactly what follows it...
+    resumed = channel.subscribe(last_event_id=held[0].id)
+    assert len(datas(resumed.get(timeout=1))) == len(held) - 1
+    # ...and after the one just outside the byte window, the client is told.
+    (lost,) = parse(channel.subscribe(last_event_id=sent[edge - 1].id).get(timeout=1))
+    assert lost.type == HISTORY_LOST_EVENT
+    assert json.loads(lost.data)["oldestId"] == held[0].id
+
+
+def test_an_event_larger_than_the_byte_bound_is_refused_before_it_is_sent() -> None:
+    channel = Channel(history_bytes=1000)
+    subscription = channel.subscribe()
+    with pytest.raises(InvalidEventError, match="history_bytes"):
+        channel.publish("x" * 2000)
+    channel.publish("small")
+    assert datas(subscription.get(timeout=1)) == ["small"]
+
+
+def test_a_subscriber_of_an_empty_channel_is_told_a_position_it_can_resume_from() -> None:
+    channel = Channel()
+    subscription = channel.subscribe()
+    position = channel._fanout.position(subscription._member)  # noqa: SLF001
+    assert position.endswith("-0")
+    sent = [channel.publish(n) for n in range(3)]
+    resumed = channel.subscribe(last_event_id=position)
+    assert datas(resumed.get(timeout=1)) == ["0", "1", "2"]
+    assert sent[-1].id is not None
 
 
 def test_memory_stays_bounded_by_the_log_whatever_the_subscribers_do() -> None:

@@ -9,6 +9,7 @@ bytes on the wire are exactly the frames, framed as the server frames them.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -253,3 +254,29 @@ def test_a_thread_subscriber_never_lends_its_socket() -> None:
     channel.publish("x")
     assert raw.received == b""
     assert datas(subscription.get(timeout=1)) == ["x"]
+
+
+@pytest.mark.parametrize("lent", [True, False], ids=["fast-path", "ordinary"])
+def test_a_publish_after_a_subscribers_hub_ended_neither_raises_nor_blocks(lent: bool) -> None:
+    channel = Channel()
+    parked = threading.Event()
+
+    def subscriber_thread() -> None:
+        hub = gevent.get_hub()
+        subscription = channel.subscribe()
+        if lent:
+            writer = DirectWriter(ServerSocket(RawSocket()), chunked=True)
+            subscription._lend_socket(writer)  # noqa: SLF001
+        gevent.spawn(subscription.get, True, 30)
+        fanout = channel._fanout  # noqa: SLF001
+        gwait_until(lambda: subscription._member in fanout.parked)  # noqa: SLF001
+        parked.set()
+        hub.destroy(destroy_loop=True)  # The thread ends with its subscriber still parked.
+
+    thread = threading.Thread(target=subscriber_thread)
+    thread.start()
+    assert parked.wait(10)
+    thread.join(10)
+    assert not thread.is_alive()
+    channel.publish("nobody is left to serve")  # must not raise
+    assert channel.counters()["events_published"] == 1

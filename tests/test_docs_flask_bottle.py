@@ -17,7 +17,7 @@ from wsgisse.integrations.flask import SSE
 from wsgisse.testing import SSETestClient, wait_until
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "flask-bottle.rst"
-SNIPPET = re.compile(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", re.MULTILINE)
+SNIPPET = re.compile(r"^\.\. testcode::\n\n((?:    .*\n|\n)+)", re.MULTILINE)
 
 
 def snippets() -> list[str]:

@@ -25,8 +25,9 @@ from flask import Flask
 
 from wsgisse import Channel, Connection, ServerSentEvent, UnknownChannelError
 from wsgisse.backends.redis import RedisBackend
+from wsgisse.integrations import ChannelSet
 from wsgisse.integrations.bottle import SSEPlugin
-from wsgisse.integrations.flask import SSE, ChannelSet
+from wsgisse.integrations.flask import SSE
 from wsgisse.testing import SSETestClient, wait_until
 
 StartServer = Callable[[ServerProcess], ServerProcess]

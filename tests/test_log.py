@@ -83,3 +83,46 @@ def test_impossible_limits_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         EventLog(capacity, replay_limit=replay_limit, replay_seconds=replay_seconds)
+
+
+def test_the_byte_bound_drops_the_oldest_frames_first() -> None:
+    log = EventLog(100, replay_limit=100, max_bytes=25)
+    for n in range(6):
+        log.append(f"id{n}", b"0123456789", now=float(n))  # 10 bytes each
+    assert (log.oldest, log.head, log.held_bytes) == (4, 6, 20)
+    assert list(log.frames_from(4)) == [b"0123456789"] * 2
+    assert log.resume_after("id3", now=6.0).lost
+    assert log.resume_after("id4", now=6.0) == Resume(5, lost=False)
+
+
+def test_a_frame_larger_than_the_byte_bound_is_refused_and_nothing_changes() -> None:
+    log = EventLog(10, replay_limit=10, max_bytes=8)
+    log.append("a", b"1234", now=0.0)
+    with pytest.raises(ValueError, match="more than the 8 bytes"):
+        log.append("b", b"123456789", now=1.0)
+    assert (log.oldest, log.head, log.held_bytes, "b" in log) == (0, 1, 4, False)
+
+
+def test_memory_follows_the_frames_held_not_the_frames_ever_appended() -> None:
+    log = EventLog(5, replay_limit=5)
+    assert log._frames == []  # noqa: SLF001 - nothing is allocated ahead
+    for n in range(10_000):
+        log.append(f"id{n}", b"f%d" % n, now=float(n), audience=frozenset({"u"}) if n % 2 else None)
+        assert len(log._frames) <= 2 * 5 + 64  # noqa: SLF001
+    assert list(log.frames_from(9995)) == [b"f%d" % n for n in range(9995, 10_000)]
+    assert list(log.visible_frames(9995, 10_000, "v")) == [
+        b"" if n % 2 else b"f%d" % n for n in range(9995, 10_000)
+    ]
+    assert log.audience_held == 3  # 9995, 9997 and 9999
+
+
+def test_the_origin_id_resumes_before_the_first_frame_while_it_is_held() -> None:
+    log = EventLog(3, replay_limit=3, origin_id="e-0")
+    assert log.position_id(0) == "e-0"
+    assert log.resume_after("e-0", now=0.0) == Resume(0, lost=False)
+    for n in range(2):
+        log.append(f"e-{n + 1}", b"x", now=0.0)
+    assert log.resume_after("e-0", now=0.0) == Resume(0, lost=False)
+    log.append("e-3", b"x", now=0.0)
+    log.append("e-4", b"x", now=0.0)  # the first frame is gone
+    assert log.resume_after("e-0", now=0.0) == Resume(4, lost=True)

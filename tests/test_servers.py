@@ -212,3 +212,20 @@ def test_an_http_1_0_client_gets_an_unchunked_stream_from_the_publish_loop() -> 
                 events += [e for e in parser.feed(sock.recv(4096)) if isinstance(e, MessageEvent)]
             assert events[0].data == "plain"
         assert call(server, "/stats")["counters"]["direct_writes"] >= 1
+
+
+@pytest.mark.parametrize("name", sorted(WSGI_SERVERS))
+def test_clients_that_hang_up_are_noticed_within_about_a_second(name: str) -> None:
+    # The heartbeat (30 s) would notice them only at its second write, a minute later.
+    env = {"WSGISSE_HEARTBEAT": "30"}
+    with SERVERS[name](APP, pythonpath=[LIVE_DIR], env=env) as server:
+        streams = [open_stream(server.url + "/events") for _ in range(35)]
+        try:
+            wait_until(lambda: subscribers(server) == 35, timeout=20, message="subscribers")
+        finally:
+            for stream in streams:
+                stream.close()
+        started = time.monotonic()
+        wait_until(lambda: subscribers(server) == 0, timeout=10, message="all noticed")
+        assert time.monotonic() - started < 5
+        assert call(server, "/stats")["hangups"] == 35

@@ -44,11 +44,32 @@ def test_the_stream_has_the_event_stream_headers_and_no_hop_by_hop_header() -> N
         assert not HOP_BY_HOP & set(response.headers)
 
 
-def test_the_first_chunk_is_a_comment_and_retry_sent_before_any_event() -> None:
-    with channel_app(Channel(), retry=2500).stream("/events") as response:
+def test_the_first_chunk_is_a_comment_retry_and_the_starting_position() -> None:
+    channel = Channel()
+    with channel_app(channel, retry=2500).stream("/events") as response:
         assert response.next_comment().text == "wsgisse"
         assert response.parser.retry == 2500
-        assert response.body == b": wsgisse\nretry: 2500\n\n"
+        origin = response.parser.last_event_id
+        assert origin.endswith("-0")
+        assert response.body == b": wsgisse\nretry: 2500\nid: %s\n\n" % origin.encode()
+        with pytest.raises(TimeoutError):
+            response.next_event(0.05)  # an id alone dispatches nothing
+    sent = channel.publish("published while the client was away")
+    with channel_app(channel).stream("/events", headers={"Last-Event-ID": origin}) as resumed:
+        assert resumed.next_event().data == sent.data
+
+
+def test_a_client_dropped_before_its_first_event_resumes_exactly() -> None:
+    channel = Channel(history=100, max_backlog=5, slow_after=0)
+    channel.publish("before")
+    with channel_app(channel).stream("/events") as response:
+        response.next_comment()
+        position = response.parser.last_event_id
+        sent = [channel.publish(n) for n in range(20)]  # dropped as slow before reading
+        assert response.read_to_end() == []
+    assert channel.counters()["slow_dropped"] == 1
+    with channel_app(channel).stream("/events", headers={"Last-Event-ID": position}) as resumed:
+        assert [event.data for event in resumed.events(20)] == [e.data for e in sent]
 
 
 def test_other_paths_reach_the_wrapped_app() -> None:
@@ -284,14 +305,25 @@ class _BusyWriter:
     last_write = 0.0
 
 
+class _ProvenFastPath:
+    """Stands in for a FastPath whose proof succeeded: it lends the busy writer."""
+
+    def __init__(self, writer: _BusyWriter) -> None:
+        self.writer = writer
+
+    def writer_for(self, body: object, returned: int) -> _BusyWriter:
+        return self.writer
+
+
 def test_a_stream_the_publish_loop_keeps_busy_sends_no_heartbeat_until_silence() -> None:
     subscription = Channel().subscribe()
     writer = _BusyWriter()
-    heartbeat = 0.05
-    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    heartbeat = 0.1
+    fast_path = _ProvenFastPath(writer)
+    stream = EventStream(subscription, heartbeat=heartbeat, fast_path=fast_path)  # type: ignore[arg-type]
     assert next(stream).startswith(b": wsgisse")
     writer.last_write = time.monotonic()
-    busy_until = writer.last_write + 2.0  # 40 heartbeat intervals
+    busy_until = writer.last_write + 2.0  # 20 heartbeat intervals
 
     def write_continually() -> None:
         while time.monotonic() < busy_until:
@@ -317,7 +349,8 @@ def test_heartbeats_stay_an_interval_apart_after_the_publish_loop_went_quiet() -
     subscription = Channel().subscribe()
     writer = _BusyWriter()
     heartbeat = 0.1
-    stream = EventStream(subscription, heartbeat=heartbeat, direct=writer)  # type: ignore[arg-type]
+    fast_path = _ProvenFastPath(writer)
+    stream = EventStream(subscription, heartbeat=heartbeat, fast_path=fast_path)  # type: ignore[arg-type]
     next(stream)
     writer.last_write = time.monotonic() - 60  # the loop wrote, long ago
     try:

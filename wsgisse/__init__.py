@@ -32,10 +32,11 @@ from ._errors import (
     WsgisseError,
 )
 from ._event import ServerSentEvent
+from ._forwarded import TrustedProxies
 from ._hooks import Connection
 from ._lifecycle import shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
-from ._request import last_event_id
+from ._request import client_address, last_event_id
 from ._stats import Stats, metrics_app
 from ._stream import EventStream
 from ._wsgi import SSEMiddleware, stream_response
@@ -65,9 +66,11 @@ __all__ = [
     "Stats",
     "Subscription",
     "SubscriptionClosedError",
+    "TrustedProxies",
     "UnknownChannelError",
     "UnsafeConcurrencyError",
     "WsgisseError",
+    "client_address",
     "last_event_id",
     "metrics_app",
     "shutdown",

@@ -8,13 +8,18 @@ process appends what every process published to the logs of its local channels.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Protocol
+
+from . import _lifecycle
 
 if TYPE_CHECKING:
     from ._channel import Channel
     from ._event import ServerSentEvent
 
 __all__ = ["Backend", "MemoryBackend"]
+
+log = logging.getLogger("wsgisse")
 
 
 class Backend(Protocol):
@@ -67,7 +72,23 @@ class MemoryBackend:
     """
 
     def attach(self, channel: Channel) -> None:
-        """Nothing to start: publishes go straight to the channel's log."""
+        """Nothing to start: publishes go straight to the channel's log.
+
+        Under several worker processes (as a server hook recorded them: see
+        ``wsgisse.integrations.gunicorn``) it warns, once per process, that the channel's
+        events reach only this worker's clients.
+        """
+        workers = _lifecycle.workers_to_warn_of()
+        if workers is not None:
+            log.warning(
+                "wsgisse: channel %r keeps its events in this process' memory, but %d "
+                "workers serve the app: an event published in one worker reaches only that "
+                "worker's clients. Give the channel a shared backend "
+                "(wsgisse.Channel(name, backend=RedisBackend(url)), from "
+                "wsgisse.backends.redis), or run one worker (-w 1 -k gevent).",
+                channel.name,
+                workers,
+            )
 
     def prepare_resume(self, channel: Channel, last_event_id: str) -> None:
         """Nothing to wait for: the log is the whole history."""

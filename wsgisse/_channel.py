@@ -11,7 +11,7 @@ from ._backend import MemoryBackend
 from ._errors import ChannelClosedError, InvalidEventError, SubscriptionClosedError
 from ._event import ServerSentEvent, _check_id
 from ._fanout import Fanout, Member, SlowPolicy
-from ._log import EventLog
+from ._log import DEFAULT_MAX_BYTES, EventLog
 from ._sync import Latch, make_waiter, native_lock, wait_for
 
 if TYPE_CHECKING:
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from ._sync import Waiter
 
 __all__ = ["Channel", "Subscription"]
+
+
+# Room for the id a channel or a backend assigns (ours and Redis' are under 32 characters).
+_ID_ROOM = 32
 
 
 def _epoch() -> str:
@@ -43,13 +47,22 @@ class Channel:
         history: how many of the newest events a reconnecting client's
             ``Last-Event-ID`` can be replayed from (0: no replay). Default 1000.
         history_seconds: also forget, for replay, events older than this.
+        history_bytes: the most bytes of encoded events the channel holds (for replay,
+            and as every subscriber's backlog); the oldest go first. An event larger than
+            this is refused. Default 16 MiB (:data:`~wsgisse._log.DEFAULT_MAX_BYTES`): a
+            history of 1,000 small events needs about 1 MiB, and a worker holding dozens
+            of busy channels stays within its memory.
         max_backlog: how many events a subscriber may fall behind before the slow-client
-            policy applies. By default half the log, so that what a dropped client missed
-            is still held when it reconnects (after its ``retry`` delay).
+            policy applies (together with ``slow_after``). By default half the log, so
+            that what a dropped client missed is still held when it reconnects.
+        slow_after: a subscriber more than ``max_backlog`` events behind is slow only once
+            the oldest event it has not taken waited this many seconds: a burst that a
+            reading client is taking is not slowness. A subscriber whose next event is no
+            longer held at all is slow at once. Default 5 s.
         on_slow: ``"disconnect"`` (the default) ends a slow subscriber's stream so that
             the browser reconnects with its ``Last-Event-ID`` and is replayed what it
-            missed; ``"skip"`` jumps it to the newest event and sends it
-            :data:`~wsgisse.HISTORY_LOST_EVENT` instead.
+            missed (or told it was lost); ``"skip"`` jumps it to the newest event and
+            sends it :data:`~wsgisse.HISTORY_LOST_EVENT` instead.
         backend: where events go and come from; by default this process' memory.
 
     Raises:
@@ -62,7 +75,9 @@ class Channel:
         *,
         history: int = 1000,
         history_seconds: float | None = None,
+        history_bytes: int = DEFAULT_MAX_BYTES,
         max_backlog: int | None = None,
+        slow_after: float = 5.0,
         on_slow: SlowPolicy = "disconnect",
         backend: Backend | None = None,
     ) -> None:
@@ -72,15 +87,24 @@ class Channel:
             max_backlog = max(history // 2, 100)
         if max_backlog < 1:
             raise ValueError(f"max_backlog must be at least 1, not {max_backlog}")
+        if not slow_after >= 0:
+            raise ValueError(f"slow_after must be 0 or more seconds, not {slow_after}")
         if on_slow not in ("disconnect", "skip"):
             raise ValueError(f"on_slow must be 'disconnect' or 'skip', not {on_slow!r}")
         self.name = name
+        epoch = _epoch()
         # The log is also every subscriber's backlog, so it holds at least twice the
         # backlog: a client dropped as slow still finds what it missed when it returns.
         log = EventLog(
-            max(history, 2 * max_backlog), replay_limit=history, replay_seconds=history_seconds
+            max(history, 2 * max_backlog),
+            replay_limit=history,
+            replay_seconds=history_seconds,
+            max_bytes=history_bytes,
+            origin_id=f"{epoch}-0",
         )
-        self._fanout = Fanout(log, epoch=_epoch(), max_backlog=max_backlog, on_slow=on_slow)
+        self._fanout = Fanout(
+            log, epoch=epoch, max_backlog=max_backlog, slow_after=slow_after, on_slow=on_slow
+        )
         self._backend: Backend = MemoryBackend() if backend is None else backend
         # The backend's attach() runs once, before the first subscriber is in the log; the
         # subscribers that arrive meanwhile wait for it behind this latch.
@@ -171,6 +195,7 @@ class Channel:
         body = ServerSentEvent(data, event=event, retry=retry)
         if id is not None:
             id = _check_id(id)  # Before anything is sent.
+        self._check_size(body, id)
         if self._fanout.closed:
             raise ChannelClosedError(f"channel {self.name!r} is closed")
         restricted = None if audience is None else frozenset(audience)
@@ -179,6 +204,18 @@ class Channel:
         else:
             sent_id = self._backend.publish(self, body, id, audience=restricted)
         return body._identified(sent_id)  # noqa: SLF001 - the event module's own helper
+
+    def _check_size(self, body: ServerSentEvent, event_id: str | None) -> None:
+        # Checked before the backend takes it: a shared backend would store an event that
+        # no process' log could then hold.
+        size = (
+            len(body.encode()) + len("id: \n") + (_ID_ROOM if event_id is None else len(event_id))
+        )
+        limit = self._fanout.log.max_bytes
+        if size > limit:
+            raise InvalidEventError(
+                "data", body.data, f"{size} bytes encoded, more than history_bytes={limit}"
+            )
 
     def append(
         self,
@@ -325,6 +362,18 @@ class Subscription:
     def end_reason(self) -> str | None:
         """Why the subscription ended (see :class:`SubscriptionClosedError`), or ``None``."""
         return self._member.end_reason
+
+    @property
+    def last_event_id(self) -> str:
+        """The ``Last-Event-ID`` that resumes this subscription exactly where it is now.
+
+        The id of the last event handed over, or, before any, of the point where the
+        subscription started (for an empty channel, the channel's own origin id), so a
+        client that has received no event yet can still resume without a gap. ``""``
+        when the channel no longer holds that event.
+        """
+        member = self._member
+        return member.fanout.position(member)
 
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
         """Return every encoded frame not yet returned, in one ``bytes``.

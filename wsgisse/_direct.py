@@ -5,15 +5,35 @@ which frames it and writes it: three greenlet switches, a timer and the server's
 path per subscriber and event. Where the server lends us the socket and its framing is
 known (gunicorn's and gevent's own servers over plain TCP), a publish instead writes the
 shared frame to each waiting subscriber's socket itself, without blocking. *Who* is
-written to, and when that is safe, is decided by ``_fanout``; this module only writes.
+written to is decided by ``_fanout``; this module writes, and proves first that writing
+past the server is sound.
+
+The proof (:class:`FastPath`): bytes written past the server bypass every WSGI layer
+between the server and the stream, so a layer that changes the body (a compressor, a
+rewriter, a buffer) would see part of the stream and the wire would carry a mix. The
+socket is lent only when
+
+* the ``start_response`` the stream was answered with is the server's own (bound to
+  gunicorn's ``Response`` or gevent's ``WSGIHandler``): no layer rewrote the headers;
+* the server iterates the stream object itself, unwrapped (gevent: its handler's
+  ``result`` *is* the stream; gunicorn: the code calling the stream's ``__next__`` is
+  gunicorn's), and has written exactly the bytes the stream returned so far (gunicorn's
+  ``Response.sent``);
+* the body's framing is read from the server's own decision (chunked or not).
+
+Anything else takes the ordinary path, which is correct under any middleware.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
+import types
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["DirectWriter"]
+__all__ = ["DirectWriter", "FastPath", "server_of"]
 
 
 class DirectWriter:
@@ -74,3 +94,121 @@ class DirectWriter:
             self._sock.sendall(remainder)
             self.bytes_sent += len(remainder)
             self.last_write = time.monotonic()
+
+
+class _Server:
+    """The server object behind a request's ``start_response``, for the proof above."""
+
+    __slots__ = ("_kind", "_owner")
+
+    def __init__(self, kind: str, owner: Any) -> None:
+        self._kind = kind
+        self._owner = owner
+
+    def chunked(self) -> bool:
+        """Whether the server frames this response's body in HTTP/1.1 chunks."""
+        attribute = "response_use_chunked" if self._kind == "gevent" else "chunked"
+        return bool(getattr(self._owner, attribute, False))
+
+    def carries_unchanged(self, body: object, returned: int) -> bool:
+        """Whether the server iterates ``body`` itself and wrote all it returned, as is."""
+        if self._kind == "gevent":
+            return getattr(self._owner, "result", None) is body
+        return getattr(self._owner, "sent", None) == returned and _iterated_by("gunicorn.")
+
+
+def _iterated_by(package: str) -> bool:
+    """Whether the first caller outside wsgisse on this stack is code of ``package``."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None and frame.f_globals.get("__name__", "").startswith("wsgisse"):
+            frame = frame.f_back
+        return frame is not None and frame.f_globals.get("__name__", "").startswith(package)
+    finally:
+        del frame  # A frame reference would keep the whole stack alive.
+
+
+_SERVER_CLASSES = {
+    ("gevent.pywsgi", "WSGIHandler"): "gevent",
+    ("gunicorn.http.wsgi", "Response"): "gunicorn",
+}
+
+
+def server_of(start_response: object) -> _Server | None:
+    """The server behind ``start_response``, if it is gunicorn's or gevent's own.
+
+    A layer that only adds or changes headers wraps the server's ``start_response`` in a
+    function of its own (a closure, a ``functools.partial``, a method of an object that
+    holds it): those wrappers are looked through, a few levels deep, to find the server.
+    That is only to *find* it: whether the body reaches the server unchanged is proven by
+    :meth:`FastPath.writer_for`, whatever the wrappers did.
+    """
+    todo = [start_response]
+    seen: set[int] = set()
+    while todo and len(seen) < _MAX_UNWRAP:
+        candidate = todo.pop()
+        if id(candidate) in seen:
+            continue
+        seen.add(id(candidate))
+        owner = getattr(candidate, "__self__", None)
+        if owner is not None:
+            for cls in type(owner).__mro__:
+                kind = _SERVER_CLASSES.get((cls.__module__, cls.__qualname__))
+                if kind is not None:
+                    return _Server(kind, owner)
+            todo += _functions_in(getattr(owner, "__dict__", {}).values())
+        todo += _held_functions(candidate)
+    return None
+
+
+def _functions_in(values: Iterable[object]) -> list[object]:
+    # Plain functions, methods and partials only: nothing that could run code when asked.
+    return [value for value in values if isinstance(value, _FUNCTION_TYPES)]
+
+
+def _held_functions(function: object) -> list[object]:
+    """The functions a wrapper holds: what it wraps, its closure's, a partial's."""
+    held = []
+    if isinstance(function, functools.partial):
+        held += _functions_in([function.func, *function.args])
+    if isinstance(function, types.FunctionType):
+        held += _functions_in([getattr(function, "__wrapped__", None)])
+        for cell in function.__closure__ or ():
+            try:
+                held += _functions_in([cell.cell_contents])
+            except ValueError:  # An empty cell.
+                continue
+    if isinstance(function, types.MethodType):
+        held += _functions_in([function.__func__])
+    return held
+
+
+_FUNCTION_TYPES = (types.FunctionType, types.MethodType, functools.partial)
+
+# How many callables server_of() looks at before it gives up: a few wrappers deep.
+_MAX_UNWRAP = 32
+
+
+class FastPath:
+    """What a stream needs to lend its socket to the publish loop, once proven sound.
+
+    Args:
+        sock: the request's (gevent) socket, from ``_request.direct_socket``.
+        server: the server behind the response, from :func:`server_of`.
+    """
+
+    __slots__ = ("_server", "_sock")
+
+    def __init__(self, sock: Any, server: _Server) -> None:
+        self._sock = sock
+        self._server = server
+
+    def writer_for(self, body: object, returned: int) -> DirectWriter | None:
+        """A writer for the socket if the server carries ``body`` unchanged (see above).
+
+        ``returned``: how many bytes the stream has returned to the server so far. Called
+        when the stream's first bytes are out, between two of the server's writes.
+        """
+        if not self._server.carries_unchanged(body, returned):
+            return None
+        return DirectWriter(self._sock, chunked=self._server.chunked())

@@ -16,12 +16,17 @@ from . import _hooks, _lifecycle
 from ._channel import Channel
 from ._control import farewell
 from ._cors import CORS
-from ._direct import DirectWriter
+from ._direct import FastPath, server_of
 from ._errors import ChannelClosedError
+from ._forwarded import TrustedProxies, trusted_proxies_from
+from ._hangup import watch
 from ._multiplex import MultiSubscription
 from ._request import (
+    ONE_REQUEST_SERVER,
     BadRequest,
     client_address,
+    client_socket,
+    decline_compression,
     direct_socket,
     is_multithreaded,
     is_preflight,
@@ -29,8 +34,12 @@ from ._request import (
     origin,
     preflight_method,
     prepare_stream_socket,
+    recorded_start_response,
+    remember_client_address,
     requested_channels,
+    served_by_mod_wsgi,
     server_software,
+    serves_one_request_at_a_time,
     stream_method,
     wants_event_stream,
 )
@@ -40,6 +49,8 @@ from ._sync import current_hub, native_lock
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ._hooks import OnConnect, OnDisconnect
 
 __all__ = ["Authorizer", "ChannelSource", "SSEApp"]
 
@@ -113,7 +124,13 @@ class SSEApp:
             ``EventSource`` treats any non-200 answer as fatal and never comes back),
             and a client that does not accept ``text/event-stream`` gets ``503`` with
             ``Retry-After``.
-        max_connections_per_client: the same, per client address (``REMOTE_ADDR``).
+        max_connections_per_client: the same, per client address (``REMOTE_ADDR``, or
+            the address the trusted proxies forwarded).
+        trusted_proxies: the proxies whose ``X-Forwarded-For`` names the client (see
+            :func:`~wsgisse.client_address`); every per-client decision uses it, and
+            ``authorize`` reads it as ``environ["wsgisse.client_address"]``. ``None``
+            (as Werkzeug's ``ProxyFix``): the peer is the client, so behind a proxy
+            every client is the proxy.
         capacity_retry: the ``retry`` (ms) told to clients refused for capacity.
         max_channels: the most channels one stream may ask for.
         channel_parameter: the query parameter that names channels.
@@ -162,8 +179,9 @@ class SSEApp:
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
         direct_writes: bool = True,
-        on_connect: _hooks.OnConnect | None = None,
-        on_disconnect: _hooks.OnDisconnect | None = None,
+        on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
+        trusted_proxies: TrustedProxies | str | Iterable[str] | None = None,
     ) -> None:
         for name, limit in (
             ("max_connections", max_connections),
@@ -191,6 +209,7 @@ class SSEApp:
         self.on_disconnect = on_disconnect
         # The connections that on_disconnect will be told of (only kept when it is set).
         self._connections: dict[EventStream, _hooks.Connection] = {}
+        self.trusted_proxies = trusted_proxies_from(trusted_proxies)
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
         elif isinstance(channels, Mapping):
@@ -198,8 +217,11 @@ class SSEApp:
                 self.stats.track_channel(channel)
         self._lock = native_lock()
         self._live: dict[EventStream, tuple[str | None, tuple[str, ...], str]] = {}
+        # What stops watching each live stream's socket for a hang-up (see _hangup).
+        self._unwatch: dict[EventStream, Callable[[], None]] = {}
         self._per_client: dict[str, int] = {}
         self._checked_server = False
+        self._refused_server = False
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one stream request (or its CORS preflight)."""
@@ -233,12 +255,13 @@ class SSEApp:
         names = requested_channels(environ, self.channel_parameter, self.max_channels)
         resume_from = last_event_id(environ)
         channels = self._resolve(names)
+        address = client_address(environ, self.trusted_proxies)
+        remember_client_address(environ, address)
         user = self._authorized_user(environ, channels)
         if method == "HEAD":
             start_response(EventStream.status, [*EventStream.headers, *cors_headers])
             return []
         self._check_server(environ)
-        address = client_address(environ)
         if not self._admit(address):
             return self._refuse_for_capacity(environ, start_response, cors_headers)
         try:
@@ -260,11 +283,9 @@ class SSEApp:
                 self._release(address)
                 raise BadRequest(_STATUS[500], "the stream could not start", reason="error")
             prelude = snapshot
-        lent = direct_socket(environ) if self.direct_writes else None
-        direct = None if lent is None else DirectWriter(*lent)
         stream = EventStream(
             source,
-            direct=direct,
+            fast_path=self._fast_path(environ, start_response),
             heartbeat=self.heartbeat,
             retry=self.retry,
             retry_jitter=self.retry_jitter,
@@ -276,12 +297,34 @@ class SSEApp:
             if connection is not None and self.on_disconnect is not None:
                 self._connections[stream] = connection
         self.stats.opened(stream)
+        sock = client_socket(environ)
+        if sock is not None:
+            unwatch = watch(sock, lambda: self._hung_up(stream))
+            with self._lock:
+                self._unwatch[stream] = unwatch
         prepare_stream_socket(environ, self.write_timeout)
+        decline_compression(environ)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
         if prelude:
             # ADAPTER: until EventStream takes `prelude=` (see WithPrelude), wrap it.
             return _hooks.WithPrelude(stream, prelude)
         return stream
+
+    def _fast_path(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> FastPath | None:
+        """What the stream needs to let the publish loop write to its socket, if anything.
+
+        Under a framework integration the endpoint is answered through the framework
+        (``call_app``), and the server's own ``start_response`` is the one the integration
+        recorded at the framework's entry. Whether the bytes then reach the server
+        unchanged is proven by the stream itself, once its first bytes are out.
+        """
+        sock = direct_socket(environ) if self.direct_writes else None
+        if sock is None:
+            return None
+        server = server_of(start_response) or server_of(recorded_start_response(environ))
+        return None if server is None else FastPath(sock, server)
 
     def _authorized_user(self, environ: WSGIEnvironment, channels: list[Channel]) -> str | None:
         """The user the ``authorize`` hook admitted (``None``: anonymous or no hook).
@@ -397,9 +440,17 @@ class SSEApp:
             else:
                 self._per_client.pop(address, None)
 
+    def _hung_up(self, stream: EventStream) -> None:
+        """The client left (seen by the hang-up watch): free its slot now, not at a write."""
+        self.stats.hung_up()
+        stream.end("gone")
+
     def _stream_closed(self, stream: EventStream) -> None:
         with self._lock:
             entry = self._live.pop(stream, None)
+            unwatch = self._unwatch.pop(stream, None)
+        if unwatch is not None:
+            unwatch()
         if entry is not None:
             self._release(entry[2])
         self.stats.closed(stream)
@@ -420,10 +471,28 @@ class SSEApp:
         return []
 
     def _check_server(self, environ: WSGIEnvironment) -> None:
-        """Once: warn about a server that cannot hold streams, and end streams on SIGTERM."""
+        """Refuse a one-request server; once: warn about gunicorn's sync worker, chain SIGTERM.
+
+        Raises:
+            BadRequest: 500 naming the fix, on a server that serves one request at a time
+                (logged once per endpoint): a stream there would freeze the whole site.
+        """
+        if serves_one_request_at_a_time(environ, in_gevent=current_hub() is not None):
+            if not self._refused_server:
+                self._refused_server = True
+                log.error("%s", ONE_REQUEST_SERVER)
+            raise BadRequest(_STATUS[500], ONE_REQUEST_SERVER, reason="server")
         if self._checked_server:
             return
         self._checked_server = True
+        if served_by_mod_wsgi(environ):
+            if not _lifecycle.adapted_to("mod_wsgi"):
+                log.warning(
+                    "wsgisse: under mod_wsgi, call wsgisse.integrations.mod_wsgi.setup() in "
+                    "your WSGI script file, so that streams are capped below the daemon's "
+                    "threads and end with a farewell when Apache stops or reloads"
+                )
+            return
         if not server_software(environ).startswith("gunicorn"):
             return
         if current_hub() is None and not is_multithreaded(environ):

@@ -96,15 +96,25 @@ class Fanout:
     Args:
         log: the channel's log (also every member's backlog).
         epoch: the prefix of the ids this fanout assigns, unique to the channel object.
-        max_backlog: how many events a member may fall behind before ``on_slow``.
+        max_backlog: how many events a member may fall behind before ``on_slow``...
+        slow_after: ...once the oldest event it has not taken waited this many seconds.
         on_slow: ``"disconnect"`` ends a slow member (its client resumes from history);
             ``"skip"`` jumps it to the head with a history-lost notice.
     """
 
-    def __init__(self, log: EventLog, *, epoch: str, max_backlog: int, on_slow: SlowPolicy) -> None:
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        epoch: str,
+        max_backlog: int,
+        slow_after: float,
+        on_slow: SlowPolicy,
+    ) -> None:
         self.lock = native_lock()
         self.log = log
         self.max_backlog = max_backlog
+        self.slow_after = slow_after
         self.on_slow: SlowPolicy = on_slow
         self.closed = False
         self.members: set[Member] = set()
@@ -135,7 +145,10 @@ class Fanout:
                 event_id = f"{self._epoch}-{log.head + 1}"
             elif event_id in log:
                 raise InvalidEventError("id", event_id, "already used in the channel's history")
-            log.append(event_id, with_id_line(body, event_id), now, audience)
+            try:
+                log.append(event_id, with_id_line(body, event_id), now, audience)
+            except ValueError as too_large:
+                raise InvalidEventError("data", body, str(too_large)) from None
             self.counts["events_published"] += 1
             parked, self.parked = self.parked, {}
         if parked:
@@ -270,9 +283,13 @@ class Fanout:
             member.writer = writer
 
     def position(self, member: Member) -> str:
-        """The id of the last event before ``member``'s cursor (``""``: none)."""
+        """The id that names ``member``'s place: a ``Last-Event-ID`` resuming it exactly.
+
+        The id of the last event before its cursor, or the log's origin id when it is at
+        the very start; ``""`` when neither is held.
+        """
         with self.lock:
-            return self.log.id_at(member.cursor - 1) or ""
+            return self.log.position_id(member.cursor) or ""
 
     def take(self, member: Member, may_wait: bool) -> bytes | None:
         """Every frame not yet handed to ``member``, joined; ``None`` if there is none.
@@ -334,7 +351,7 @@ class Fanout:
         member.prelude = b""
         if cursor >= head:
             return prelude, (), cursor
-        if head - max(cursor, member.live_from) > self.max_backlog or cursor < log.oldest:
+        if cursor < log.oldest or self._lagging_locked(member, head):
             self.counts["slow_dropped"] += 1
             if self.on_slow == "disconnect":
                 self._end_locked(member, "slow")
@@ -343,6 +360,19 @@ class Fanout:
             return history_lost(log.id_at(cursor - 1) or "", log.oldest_id()), (), head
         member.cursor = head
         return prelude, log.visible_frames(cursor, head, member.user), cursor
+
+    def _lagging_locked(self, member: Member, head: int) -> bool:
+        """Whether ``member`` is more than ``max_backlog`` behind, and has been a while.
+
+        Frames before ``live_from`` are a replay it asked for and never count; a burst it
+        is taking does not either: only once its oldest untaken frame has waited
+        ``slow_after`` seconds is it slow.
+        """
+        first = max(member.cursor, member.live_from)
+        if head - first <= self.max_backlog:
+            return False
+        appended = self.log.time_at(first)
+        return appended is None or time.monotonic() - appended >= self.slow_after
 
     # -- ending -------------------------------------------------------------------------------
 

@@ -26,12 +26,16 @@ if TYPE_CHECKING:
     from types import FrameType
 
 __all__ = [
+    "adapt_to",
+    "adapted_to",
     "chain_shutdown_signals",
     "register",
     "set_stream_limit",
+    "set_worker_count",
     "shutdown",
     "shutting_down",
     "stream_limit",
+    "worker_count",
 ]
 
 
@@ -48,6 +52,10 @@ class _Process:
         self.shutting_down = False
         self.exit_hook_registered = False
         self.stream_limit: int | None = None
+        self.worker_count: int | None = None
+        self.told_of_workers = False
+        # The servers whose hooks have fitted this process (wsgisse.integrations.*).
+        self.adapted_to: set[str] = set()
         self.chained_handlers: set[Callable[[int, FrameType | None], None]] = set()
 
 
@@ -114,6 +122,40 @@ def set_stream_limit(limit: int | None) -> None:
     if limit is not None and limit < 1:
         raise ValueError(f"the stream limit must be at least 1, not {limit}")
     _process.stream_limit = limit
+
+
+def adapt_to(server: str) -> None:
+    """Note that ``server``'s integration has fitted this process' streams to it."""
+    _process.adapted_to.add(server)
+
+
+def adapted_to(server: str) -> bool:
+    """Whether ``server``'s integration has run in this process (see :func:`adapt_to`)."""
+    return server in _process.adapted_to
+
+
+def worker_count() -> int | None:
+    """How many worker processes serve the app beside this one (``None``: not known)."""
+    return _process.worker_count
+
+
+def set_worker_count(count: int | None) -> None:
+    """Record how many worker processes serve the app (a server hook knows; see gunicorn)."""
+    _process.worker_count = count
+
+
+def workers_to_warn_of() -> int | None:
+    """The worker count, the first time it is asked while above one; ``None`` after.
+
+    What a per-process backend calls before its first stream: one warning per process is
+    loud enough, one per channel would flood the log.
+    """
+    with _process.lock:
+        count = _process.worker_count
+        if count is None or count < 2 or _process.told_of_workers:  # noqa: PLR2004
+            return None
+        _process.told_of_workers = True
+        return count
 
 
 def shutting_down() -> bool:

@@ -76,6 +76,11 @@ class MultiSubscription:
             self.close()
             raise
 
+    @property
+    def last_event_id(self) -> str:
+        """The composite id that resumes every channel where the stream is now."""
+        return encode_position(self._positions)
+
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
         """Every frame not yet taken from any of the channels, relabelled and joined.
 

@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from ._forwarded import TrustedProxies, forwarded_client, trusted_proxies_from
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from _typeshed.wsgi import WSGIEnvironment
 
 __all__ = [
+    "CLIENT_ADDRESS_KEY",
     "MAX_CHANNEL_NAME_LENGTH",
     "MAX_ID_LENGTH",
+    "ONE_REQUEST_SERVER",
     "BadRequest",
     "client_address",
     "client_socket",
+    "decline_compression",
     "direct_socket",
     "is_multithreaded",
     "is_preflight",
@@ -29,8 +37,13 @@ __all__ = [
     "path",
     "preflight_method",
     "prepare_stream_socket",
+    "record_start_response",
+    "recorded_start_response",
+    "remember_client_address",
     "requested_channels",
+    "served_by_mod_wsgi",
     "server_software",
+    "serves_one_request_at_a_time",
     "set_no_delay",
     "stream_method",
     "wants_event_stream",
@@ -192,9 +205,72 @@ def origin(environ: WSGIEnvironment) -> str | None:
     return str(value) if value else None
 
 
-def client_address(environ: WSGIEnvironment) -> str:
-    """The address of the peer (behind a proxy: the proxy's; see the deployment docs)."""
-    return str(environ.get("REMOTE_ADDR") or "")
+#: The environ key under which :class:`~wsgisse.SSEApp` leaves the client address it
+#: computed (``trusted_proxies`` applied) before it calls the ``authorize`` hook.
+CLIENT_ADDRESS_KEY = "wsgisse.client_address"
+
+
+def client_address(
+    environ: WSGIEnvironment, trusted_proxies: TrustedProxies | str | Iterable[str] | None = None
+) -> str:
+    """The client's address, seen through the proxies you trust.
+
+    Without ``trusted_proxies`` it is the TCP peer, ``REMOTE_ADDR`` (behind a proxy: the
+    proxy's). With them, and when the peer is one of them, it is the right-most address
+    of the proxies' ``X-Forwarded-For`` (or ``Forwarded``; see
+    :class:`~wsgisse.TrustedProxies`) that is not a trusted proxy: a header sent by any
+    other peer is ignored, so a client cannot choose its own address.
+
+    Raises:
+        ValueError: ``trusted_proxies`` holds an entry that is not an address or network.
+    """
+    trusted = trusted_proxies_from(trusted_proxies)
+    peer = str(environ.get("REMOTE_ADDR") or "")
+    if trusted is None:
+        return peer
+    key = "HTTP_FORWARDED" if trusted.header == "forwarded" else "HTTP_X_FORWARDED_FOR"
+    header = environ.get(key)
+    return forwarded_client(peer, None if header is None else str(header), trusted)
+
+
+def remember_client_address(environ: WSGIEnvironment, address: str) -> None:
+    """Leave ``address`` in the environ under :data:`CLIENT_ADDRESS_KEY` for the hooks."""
+    environ[CLIENT_ADDRESS_KEY] = address
+
+
+#: What a stream request on such a server is answered (500) and the log says, once.
+ONE_REQUEST_SERVER = (
+    "wsgisse: this server serves one request at a time (wsgiref's simple_server, "
+    "bottle.run()'s default, a server without threads), so an event stream would freeze "
+    "every other request; the stream was refused. Serve the app with gunicorn -k gevent, "
+    "gevent's WSGIServer, bottle.run(server='gevent'), or a threaded server "
+    "(gunicorn -k gthread, Werkzeug's threaded=True, waitress)."
+)
+
+
+def serves_one_request_at_a_time(environ: WSGIEnvironment, in_gevent: bool) -> bool:
+    """Whether the server says it serves one request at a time, so that a stream freezes it.
+
+    That is a server (one that names itself in ``SERVER_SOFTWARE``: an environ made by
+    hand in a test is none) whose environ is neither ``wsgi.multithread`` nor
+    ``wsgi.multiprocess``, running the request on the main thread outside gevent
+    (``in_gevent``): wsgiref's ``simple_server`` and so Bottle's default ``bottle.run()``,
+    Werkzeug without threads, one gunicorn sync worker. The main thread is asked for
+    because wsgiref's server says ``multithread`` False even when a ``ThreadingMixIn``
+    runs each request on a thread of its own.
+    """
+    return (
+        bool(environ.get("SERVER_SOFTWARE"))
+        and environ.get("wsgi.multithread") is False
+        and environ.get("wsgi.multiprocess") is False
+        and not in_gevent
+        and threading.current_thread() is threading.main_thread()
+    )
+
+
+def served_by_mod_wsgi(environ: WSGIEnvironment) -> bool:
+    """Whether Apache's mod_wsgi runs the request (it says so in ``mod_wsgi.version``)."""
+    return "mod_wsgi.version" in environ
 
 
 def wants_event_stream(environ: WSGIEnvironment) -> bool:
@@ -220,19 +296,50 @@ def client_socket(environ: WSGIEnvironment) -> Any:
     return None
 
 
-def direct_socket(environ: WSGIEnvironment) -> tuple[Any, bool] | None:
-    """The socket the publish loop may write to itself, and whether the body is chunked.
+def direct_socket(environ: WSGIEnvironment) -> Any:
+    """The request's socket, if it is one the publish loop could write to itself.
 
-    Only gunicorn's and gevent's own HTTP servers qualify, whose framing of a streamed
-    body is known (chunked on HTTP/1.1, raw on HTTP/1.0), over plain TCP: a TLS socket must
-    be written by its TLS layer. ``None`` anywhere else.
+    Only under gunicorn's and gevent's own HTTP servers, over plain TCP (a TLS socket must
+    be written by its TLS layer); ``None`` anywhere else. Whether it is then *sound* to
+    write to it is the stream's to prove (``_direct.FastPath``).
     """
     if not server_software(environ).startswith(("gunicorn/", "gevent/")):
         return None
     sock = client_socket(environ)
     if sock is None or not hasattr(sock, "_sock") or hasattr(sock, "do_handshake"):
         return None
-    return sock, str(environ.get("SERVER_PROTOCOL", "HTTP/1.1")) != "HTTP/1.0"
+    return sock
+
+
+#: Where an integration records the server's own ``start_response`` when the framework
+#: calls the endpoint with one of its own (see :func:`record_start_response`).
+_SERVER_START_RESPONSE = "wsgisse.server_start_response"
+
+
+def record_start_response(environ: WSGIEnvironment, start_response: object) -> None:
+    """Note the ``start_response`` a framework's WSGI entry point was called with.
+
+    The integrations call it at their app's entry, so that an endpoint the framework
+    calls with a ``start_response`` of its own can still find the server behind it.
+    """
+    environ[_SERVER_START_RESPONSE] = start_response
+
+
+def recorded_start_response(environ: WSGIEnvironment) -> object:
+    """The ``start_response`` an integration recorded at its app's entry, or ``None``."""
+    return environ.get(_SERVER_START_RESPONSE)
+
+
+def decline_compression(environ: WSGIEnvironment) -> None:
+    """Make the request accept only the identity coding, from here on in.
+
+    An event stream must never be compressed by a layer that does not flush after every
+    event (Flask-Compress, Django's ``GZipMiddleware``: both hold it back, and a fast-path
+    write past them corrupts it). Layers that run after the stream was answered (Flask's
+    ``after_request`` hooks, Django's ``process_response``) read ``Accept-Encoding`` from
+    the request: told ``identity``, they leave the stream alone.
+    """
+    environ["HTTP_ACCEPT_ENCODING"] = "identity"
 
 
 def set_no_delay(environ: WSGIEnvironment) -> None:

@@ -34,6 +34,7 @@ class Stats:
         self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
         self._connections = 0
         self._disconnects = 0
+        self._hangups = 0
         self._bytes_closed = 0
         self._refused: dict[str, int] = {}
 
@@ -56,6 +57,11 @@ class Stats:
                 self._disconnects += 1
                 self._bytes_closed += stream.bytes_sent
 
+    def hung_up(self) -> None:
+        """A client hung up while its stream waited, and was noticed at once."""
+        with self._lock:
+            self._hangups += 1
+
     def refused(self, reason: str) -> None:
         """A stream request was refused for ``reason`` (``"capacity"``, ``"forbidden"``...)."""
         with self._lock:
@@ -65,7 +71,8 @@ class Stats:
         """The counters now, as plain numbers.
 
         ``connected``: streams open now; ``connections``: streams opened so far;
-        ``disconnects``: streams closed; ``bytes_sent``; ``events_published``;
+        ``disconnects``: streams closed; ``hangups``: of those, clients noticed hanging up
+        while their stream waited (within about a second); ``bytes_sent``; ``events_published``;
         ``replays`` (subscribers resumed from history); ``history_lost`` (resumes that
         could not be served); ``slow_dropped``; ``refused`` by reason.
         """
@@ -76,6 +83,7 @@ class Stats:
                 "connected": len(live),
                 "connections": self._connections,
                 "disconnects": self._disconnects,
+                "hangups": self._hangups,
                 "bytes_sent": self._bytes_closed + sum(stream.bytes_sent for stream in live),
                 "refused": dict(self._refused),
             }
@@ -110,6 +118,7 @@ _METRICS = (
     ("connected_clients", "gauge", "Event streams open now."),
     ("connections_total", "counter", "Event streams opened."),
     ("disconnects_total", "counter", "Event streams closed."),
+    ("hangups_total", "counter", "Clients noticed hanging up while their stream waited."),
     ("bytes_sent_total", "counter", "Bytes written to event streams."),
     ("events_published_total", "counter", "Events published to the channels served."),
     ("replays_total", "counter", "Reconnecting clients served from history."),
@@ -121,6 +130,7 @@ _SNAPSHOT_KEY = {
     "connected_clients": "connected",
     "connections_total": "connections",
     "disconnects_total": "disconnects",
+    "hangups_total": "hangups",
     "bytes_sent_total": "bytes_sent",
     "events_published_total": "events_published",
     "replays_total": "replays",

@@ -24,7 +24,7 @@ from ._multiplex import MultiSubscription
 from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
 
 if TYPE_CHECKING:
-    from ._direct import DirectWriter
+    from ._direct import DirectWriter, FastPath
 
 __all__ = ["DEFAULT_HEADERS", "EventStream", "encode_item"]
 
@@ -38,6 +38,7 @@ DEFAULT_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 _HEARTBEAT = b":\n\n"
+_POSITIONED = (Subscription, MultiSubscription)
 
 
 class _Source(Protocol):
@@ -126,20 +127,16 @@ def _close_iterable(iterable: object) -> None:
 
 
 class _SubscriptionSource:
-    __slots__ = ("_direct", "_subscription")
+    __slots__ = ("_subscription",)
 
-    def __init__(self, subscription: Subscription, direct: DirectWriter | None) -> None:
+    def __init__(self, subscription: Subscription) -> None:
         self._subscription = subscription
-        self._direct = direct
 
     def get(self, block: bool = True, timeout: float | None = None) -> bytes:
-        direct = self._direct
-        if direct is not None:
-            # The preamble is out, so the socket is ours to write between the server's
-            # writes: let the publish loop in (see _direct.py).
-            self._direct = None
-            self._subscription._lend_socket(direct)  # noqa: SLF001 - the stream's own channel
         return self._subscription.get(block, timeout)
+
+    def lend_socket(self, writer: DirectWriter) -> None:
+        self._subscription._lend_socket(writer)  # noqa: SLF001 - the stream's own channel
 
     def end(self, reason: str) -> None:
         self._subscription.close(reason)
@@ -169,8 +166,10 @@ class EventStream:
             of it, so that streams opened together do not all end together); the client
             reconnects at once, possibly to a less loaded worker. ``None``: no limit.
         on_close: called once, with the stream, when the stream is closed.
-        direct: lets the publish loop write to the client's socket itself (a
-            :class:`~wsgisse.Subscription` source under gevent only; see ``_direct.py``).
+        fast_path: lets the publish loop write to the client's socket itself once the
+            stream's first bytes are out, if the server proves to carry the stream
+            unchanged (a :class:`~wsgisse.Subscription` source under gevent only; see
+            ``_direct.py``).
 
     The first chunk is ready at once, so that the server sends the headers and the
     browser fires ``open`` without waiting for an event. ``close()`` (called by the
@@ -195,13 +194,19 @@ class EventStream:
         retry_jitter: int = 3000,
         max_lifetime: float | None = None,
         on_close: Callable[[EventStream], None] | None = None,
-        direct: DirectWriter | None = None,
+        fast_path: FastPath | None = None,
     ) -> None:
         if heartbeat is not None and not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive seconds or None, not {heartbeat!r}")
         if max_lifetime is not None and not max_lifetime > 0:
             raise ValueError(f"max_lifetime must be positive seconds or None, not {max_lifetime!r}")
-        self._preamble: bytes | None = ServerSentEvent(comment="wsgisse", retry=retry).encode()
+        # The preamble carries the stream's starting position as its id (a browser takes
+        # the id of an event without data and dispatches nothing), so that a client
+        # dropped before its first event still resumes exactly where it started.
+        position = source.last_event_id if isinstance(source, _POSITIONED) else None
+        self._preamble: bytes | None = ServerSentEvent(
+            comment="wsgisse", retry=retry, id=position or None
+        ).encode()
         self._heartbeat = heartbeat
         self._retry = retry
         self._retry_jitter = retry_jitter
@@ -216,10 +221,12 @@ class EventStream:
         self._end_reason: str | None = None
         self._served = 0
         self._last_sent = time.monotonic()
-        self._direct = direct if isinstance(source, Subscription) else None
+        # The publish loop's writer, once the socket is lent (see _next_chunk).
+        self._direct: DirectWriter | None = None
+        self._fast_path = fast_path if isinstance(source, Subscription) else None
         self._source: _Source
         if isinstance(source, Subscription):
-            self._source = _SubscriptionSource(source, self._direct)
+            self._source = _SubscriptionSource(source)
         elif isinstance(source, MultiSubscription):
             self._source = source
         else:
@@ -247,6 +254,8 @@ class EventStream:
         if preamble is not None:
             self._preamble = None
             return preamble
+        if self._fast_path is not None:
+            self._lend_socket(self._fast_path)
         try:
             while True:
                 try:
@@ -261,6 +270,18 @@ class EventStream:
             if reason in END_REASONS:
                 return farewell(reason, self._retry, self._retry_jitter)
             raise StopIteration from None
+
+    def _lend_socket(self, fast_path: FastPath) -> None:
+        """Let the publish loop write to the socket, if the server carries us unchanged.
+
+        Called once, between the server's write of the preamble and its next read: the
+        server has written exactly what the stream returned, or it never will be lent.
+        """
+        self._fast_path = None
+        writer = fast_path.writer_for(self, self._served)
+        if writer is not None and isinstance(self._source, _SubscriptionSource):
+            self._direct = writer
+            self._source.lend_socket(writer)
 
     def _last_traffic(self) -> float:
         """When the client was last written to, through the server or the publish loop."""

@@ -43,6 +43,7 @@ __all__ = [
     "native_thread_id",
     "spawn_native_thread",
     "spawn_worker",
+    "unpatched",
     "wait_for",
     "wake_all",
 ]
@@ -50,12 +51,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _original(module: str, name: str) -> Any:
-    """The unpatched ``module.name``, whether or not gevent has patched it."""
+def unpatched(module: str, name: str) -> Any:
+    """The unpatched ``module.name``, whether or not gevent has patched it.
+
+    ``None`` when the module has no such name (``select.epoll`` off Linux).
+    """
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None:
-        return monkey.get_original(module, name)
-    return getattr(sys.modules[module], name)
+        try:
+            return monkey.get_original(module, name)
+        except AttributeError:
+            return None
+    return getattr(sys.modules[module], name, None)
 
 
 def native_lock() -> _thread.LockType:
@@ -64,13 +71,13 @@ def native_lock() -> _thread.LockType:
     Only for critical sections that never block or switch: then it is safe for threads
     and greenlets alike, and unlike a gevent lock it is safe across threads.
     """
-    allocate: Callable[[], _thread.LockType] = _original("_thread", "allocate_lock")
+    allocate: Callable[[], _thread.LockType] = unpatched("_thread", "allocate_lock")
     return allocate()
 
 
 def native_thread_id() -> int:
     """The OS thread's identity (``threading.get_ident`` is a greenlet's when patched)."""
-    get_ident: Callable[[], int] = _original("_thread", "get_ident")
+    get_ident: Callable[[], int] = unpatched("_thread", "get_ident")
     return get_ident()
 
 
@@ -317,7 +324,7 @@ def spawn_native_thread(target: Callable[[], object], name: str) -> None:
     if not _threading_patched():
         threading.Thread(target=target, name=name, daemon=True).start()
         return
-    start_new_thread: Callable[..., int] = _original("_thread", "start_new_thread")
+    start_new_thread: Callable[..., int] = unpatched("_thread", "start_new_thread")
     start_new_thread(target, ())
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
 from ._endpoint import SSEApp, _plain
-from ._request import BadRequest, path, set_no_delay, stream_method
+from ._request import BadRequest, path, record_start_response, set_no_delay, stream_method
 from ._stream import EventStream
 
 if TYPE_CHECKING:
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ._endpoint import ChannelSource
 
-__all__ = ["SSEMiddleware", "call_app", "stream_response"]
+__all__ = ["SSEMiddleware", "call_app", "recording_start_response", "stream_response"]
 
 
 def call_app(
@@ -37,6 +37,23 @@ def call_app(
     body = app(environ, start_response)
     status, headers = started[-1]
     return status, headers, body
+
+
+def recording_start_response(app: WSGIApplication) -> WSGIApplication:
+    """``app``, noting for each request the ``start_response`` it was called with.
+
+    The integrations wrap their framework's WSGI entry point with it: the endpoint, which
+    the framework answers through :func:`call_app`, can then find the server behind the
+    response, and let the publish loop write to the socket once the stream proves that
+    the server carries its bytes unchanged (``_direct.FastPath``). A layer that wraps the
+    framework app from outside and rewrites ``start_response`` turns that off.
+    """
+
+    def recorded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        record_start_response(environ, start_response)
+        return app(environ, start_response)
+
+    return recorded
 
 
 def _no_write(data: bytes) -> object:

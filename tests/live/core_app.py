@@ -94,6 +94,7 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
                 "subscribers": channel.subscriber_count,
                 "last_event_id": channel.last_event_id,
                 "counters": channel.counters(),
+                "hangups": _served.endpoint.stats.snapshot()["hangups"],
             },
         )
     return _json(start_response, {"error": "not found"}, "404 Not Found")

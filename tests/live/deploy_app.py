@@ -16,6 +16,9 @@ Routes:
     Publishes ``D`` (default ``x``: a 1-byte event) and answers ``{"id": ...}``.
 ``GET /stats``
     ``{"subscribers": N}``: how many streams reached the app.
+
+``$WSGISSE_PER_CLIENT`` and ``$WSGISSE_TRUSTED_PROXIES`` set the endpoint's
+``max_connections_per_client`` and ``trusted_proxies`` (default: none).
 """
 
 from __future__ import annotations
@@ -77,5 +80,11 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
 
 
 app = wsgisse.SSEMiddleware(
-    _app, channel, "/events", heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "1"))
+    _app,
+    channel,
+    "/events",
+    heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "1")),
+    # The per-client cap and the proxies believed (tests/test_proxy_clients.py).
+    max_connections_per_client=int(os.environ.get("WSGISSE_PER_CLIENT", "0")) or None,
+    trusted_proxies=os.environ.get("WSGISSE_TRUSTED_PROXIES") or None,
 )

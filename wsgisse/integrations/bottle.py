@@ -46,10 +46,17 @@ import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import bottle
+try:
+    import bottle
+except ImportError as exc:
+    if exc.name is not None and exc.name.split(".")[0] != "bottle":
+        raise  # Bottle is installed but broken: show what it lacks
+    raise ImportError(
+        "wsgisse.integrations.bottle needs Bottle: pip install wsgisse[bottle]", name="bottle"
+    ) from exc
 
 from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
-from wsgisse._wsgi import call_app
+from wsgisse._wsgi import call_app, recording_start_response
 
 from ._channels import ChannelSet, ChannelsSpec, redis_backend
 
@@ -92,9 +99,9 @@ class SSEPlugin:
             :data:`wsgisse.Authorizer` returns (``None``: 401, ``False``: 403, ``True`` or
             a user name: allowed).
         **endpoint_options: any other option of :class:`wsgisse.SSEApp` for the stream
-            route (``cors``, ``max_connections``, ``max_lifetime``, and the connection
-            hooks ``on_connect`` (run inside the request: ``bottle.request`` is bound) and
-            ``on_disconnect``...).
+            route (``cors``, ``max_connections``, ``max_lifetime``, ``trusted_proxies``
+            behind a proxy, and the connection hooks ``on_connect`` (run inside the
+            request: ``bottle.request`` is bound) and ``on_disconnect``...).
 
     Attributes:
         endpoint: the :class:`wsgisse.SSEApp` serving the stream route (its ``stats``,
@@ -167,6 +174,9 @@ class SSEPlugin:
                 )
         if self.path is not None:
             app.route(self.path, "GET", self._serve_channel, name=self.name)
+        # Lets the stream find the server behind Bottle's answer (the fast path): Bottle
+        # answers every request through its app's wsgi().
+        app.wsgi = recording_start_response(app.wsgi)
 
     def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
         """Stream what ``callback`` returns if its route was declared with ``sse=True``."""

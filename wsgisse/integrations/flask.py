@@ -60,6 +60,10 @@ these config keys, whose defaults :meth:`SSE.init_app` sets:
     End streams after about this many seconds so that they rebalance (``None``).
 ``WSGISSE_WRITE_TIMEOUT``
     Seconds a write may block before a client that stopped reading is dropped, ``30.0``.
+``WSGISSE_TRUSTED_PROXIES``
+    The proxies whose ``X-Forwarded-For`` names the client (``"127.0.0.1,::1"``, a list,
+    or a :class:`~wsgisse.TrustedProxies`); ``None``, the default, believes none. See
+    ``trusted_proxies`` of :class:`~wsgisse.SSEApp`.
 
 The stream route's settings are read once, by :meth:`SSE.init_app`; :func:`stream` reads
 ``WSGISSE_HEARTBEAT`` and ``WSGISSE_RETRY`` at each call.
@@ -86,10 +90,17 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, has_app_context, request
+try:
+    from flask import Flask, Response, current_app, has_app_context, request
+except ImportError as exc:
+    if exc.name is not None and exc.name.split(".")[0] != "flask":
+        raise  # Flask is installed but broken: show what it lacks
+    raise ImportError(
+        "wsgisse.integrations.flask needs Flask: pip install wsgisse[flask]", name="flask"
+    ) from exc
 
 from wsgisse import CORS, Channel, Connection, ServerSentEvent, SSEApp, stream_response
-from wsgisse._wsgi import call_app
+from wsgisse._wsgi import call_app, recording_start_response
 
 from ._channels import ChannelSet, ChannelsSpec, redis_backend
 
@@ -99,7 +110,7 @@ if TYPE_CHECKING:
     from wsgisse._endpoint import Decision
     from wsgisse._hooks import OnConnect, OnDisconnect
 
-__all__ = ["SSE", "ChannelSet", "SSEState", "stream"]
+__all__ = ["SSE", "SSEState", "stream"]
 
 log = logging.getLogger("wsgisse")
 
@@ -117,6 +128,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "WSGISSE_MAX_CONNECTIONS_PER_CLIENT": None,
     "WSGISSE_MAX_LIFETIME": None,
     "WSGISSE_WRITE_TIMEOUT": 30.0,
+    "WSGISSE_TRUSTED_PROXIES": None,
 }
 
 #: The endpoint name of the stream route, for ``url_for("wsgisse_events")``.
@@ -243,6 +255,7 @@ class SSE:
             max_connections_per_client=config["WSGISSE_MAX_CONNECTIONS_PER_CLIENT"],
             max_lifetime=config["WSGISSE_MAX_LIFETIME"],
             write_timeout=config["WSGISSE_WRITE_TIMEOUT"],
+            trusted_proxies=config["WSGISSE_TRUSTED_PROXIES"],
             authorize=None if self._authorize is None else _in_request(self._authorize),
             cors=self._cors,
             on_connect=self._on_connect,
@@ -250,6 +263,8 @@ class SSE:
         )
         app.extensions[EXTENSION_KEY] = SSEState(channels, endpoint)
         self._outside, self._outside_endpoint = channels, endpoint
+        # Lets the stream find the server behind Flask's answer (the fast path).
+        app.wsgi_app = recording_start_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
         url = config["WSGISSE_URL"]
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
