@@ -393,6 +393,36 @@ def test_on_real_servers_rooms_multiplex_audiences_and_context_free_publishes_ar
     assert "Traceback" not in server.output()
 
 
+@pytest.mark.parametrize("server_name", ["gunicorn-gevent", "werkzeug-threaded"])
+@pytest.mark.parametrize("framework", sorted(ROOMS))
+def test_on_real_servers_the_hooks_send_the_snapshot_first_and_count_each_close_once(
+    framework: str, server_name: str, start_server: StartServer, open_sse: OpenSSE
+) -> None:
+    server = start_server(WSGI_SERVERS[server_name](ROOMS[framework]))
+    url = server.url
+    old = post(f"{url}/publish?channel=news&data=old")["id"]
+    post(f"{url}/publish?channel=news&data=missed")
+    stream = open_sse(f"{url}/events?channel=news&user=cy&snapshot=1", last_event_id=old)
+    snapshot = stream.next_event()
+    assert (snapshot.type, snapshot.data) == ("snapshot", '{"channels":["news"],"user":"cy"}')
+    assert stream.next_event().data == "missed"  # the replay follows the snapshot
+    post(f"{url}/publish?channel=news&data=live")
+    assert stream.next_event().data == "live"
+    plain = open_sse(f"{url}/events?channel=news")  # no snapshot asked: none sent
+    plain.next_item()
+    post(f"{url}/publish?channel=news&data=next")
+    assert plain.next_event().data == "next"
+
+    def closed() -> list[str]:
+        return list(requests.get(url + "/stats?channel=news", timeout=10).json()["closed"])
+
+    stream.close()
+    wait_until(lambda: len(closed()) == 1, timeout=15)
+    plain.close()
+    wait_until(lambda: len(closed()) == 2, timeout=15)
+    assert len(set(closed())) == 2
+
+
 @pytest.mark.parametrize("framework", sorted(ROOMS))
 def test_on_gunicorn_a_separate_process_publishes_through_the_configured_redis(
     framework: str,

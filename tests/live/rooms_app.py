@@ -7,6 +7,8 @@
   (``WSGISSE_REDIS_URL`` / ``redis_url=``).
 
 ``?user=NAME`` names the reader (the ``authorize`` hook returns it), for audiences.
+``?snapshot=1`` makes ``on_connect`` send a ``snapshot`` event (JSON: the channels and the
+user) first; ``on_disconnect`` counts every stream that closes.
 
 Routes:
 
@@ -16,7 +18,8 @@ Routes:
     Starts a native thread that publishes with no request and no app context, and
     answers once that thread has published.
 ``GET /stats?channel=C``
-    JSON ``{"subscribers": N, "backend": "RedisBackend" | "none"}``.
+    JSON ``{"subscribers": N, "backend": "RedisBackend" | "none", "closed": [ids]}``:
+    ``closed``, the connection ids ``on_disconnect`` was called with, in order.
 """
 
 from __future__ import annotations
@@ -24,11 +27,26 @@ from __future__ import annotations
 import os
 import threading
 from typing import Any
+from urllib.parse import parse_qs
 
-from wsgisse import Channel
+from wsgisse import Channel, Connection, ServerSentEvent
 
 CHANNELS = ("news", "alerts")
 HEARTBEAT = 0.2
+_closed: list[str] = []  # on_disconnect's calls (list.append is atomic)
+
+
+def on_connect(connection: Connection) -> ServerSentEvent | None:
+    """The snapshot, when the stream asked for one with ``?snapshot=1``."""
+    if not parse_qs(str(connection.environ.get("QUERY_STRING", ""))).get("snapshot"):
+        return None
+    state = {"channels": list(connection.channels), "user": connection.user}
+    return ServerSentEvent(state, event="snapshot")
+
+
+def on_disconnect(connection: Connection) -> None:
+    """Note the stream that closed."""
+    _closed.append(connection.id)
 
 
 def _rule(name: str) -> Channel | bool | None:
@@ -52,7 +70,13 @@ def create_flask_app() -> Any:
 
     app = Flask("rooms")
     app.config.update(WSGISSE_HEARTBEAT=HEARTBEAT, WSGISSE_REDIS_URL=os.environ.get("REDIS_URL"))
-    sse = SSE(app, channels=_rule, authorize=lambda names: request.args.get("user", True))
+    sse = SSE(
+        app,
+        channels=_rule,
+        authorize=lambda names: request.args.get("user", True),
+        on_connect=on_connect,
+        on_disconnect=on_disconnect,
+    )
 
     @app.post("/publish")
     def publish() -> dict[str, Any]:
@@ -69,7 +93,11 @@ def create_flask_app() -> Any:
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         channel = sse.channels.get(request.args["channel"])
-        return {"subscribers": channel.subscriber_count, "backend": _backend_name(sse.channels)}
+        return {
+            "subscribers": channel.subscriber_count,
+            "backend": _backend_name(sse.channels),
+            "closed": list(_closed),
+        }
 
     return app
 
@@ -87,6 +115,8 @@ def create_bottle_app() -> Any:
             redis_url=os.environ.get("REDIS_URL"),
             heartbeat=HEARTBEAT,
             authorize=lambda names: bottle.request.query.get("user") or True,
+            on_connect=on_connect,
+            on_disconnect=on_disconnect,
         )
     )
 
@@ -105,7 +135,11 @@ def create_bottle_app() -> Any:
     @app.get("/stats")
     def stats() -> dict[str, Any]:
         channel = sse.channels.get(bottle.request.query["channel"])
-        return {"subscribers": channel.subscriber_count, "backend": _backend_name(sse.channels)}
+        return {
+            "subscribers": channel.subscriber_count,
+            "backend": _backend_name(sse.channels),
+            "closed": list(_closed),
+        }
 
     return app
 
