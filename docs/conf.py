@@ -49,6 +49,9 @@ _EXTERNAL = [
     "queue.Empty",
 ]
 _PRIVATE = [
+    "ChannelsSpec",
+    "OnConnect",
+    "OnDisconnect",
     "ChannelSource",
     "Decision",
     "DEFAULT_HEADERS",

@@ -6,6 +6,16 @@ loses its connection reconnects by itself, and its browser sends the id of the l
 event it received (``Last-Event-ID``): the channel replays exactly the notifications it
 missed, from its history (``WSGISSE_HISTORY``, 1000 events).
 
+Presence, with the connection hooks: a page connects as ``events?name=NAME`` (a visitor
+name it makes up). ``on_connect`` counts the name in, publishes ``joined`` when it is the
+name's first tab, and sends that page a ``presence`` snapshot (JSON list of who is
+online) *before* any replayed or live event; ``on_disconnect`` (exactly once per stream,
+also when the server shuts down) counts it out and publishes ``left`` when its last tab
+has gone. The page applies them to a set, so a ``joined`` that the snapshot already
+holds changes nothing. ``GET /presence`` answers the list as JSON. A stream with no name
+(``curl``, a script) is not counted. The list is per process: with several workers, keep
+it in a shared store (Redis) instead.
+
 Run it, and open http://127.0.0.1:8000 in two tabs (``$HOST`` and ``$PORT`` override)::
 
     python examples/notifications.py
@@ -21,15 +31,78 @@ backend (``wsgisse.backends.redis``) so that every worker's clients hear every m
 from __future__ import annotations
 
 import os
+import threading
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, current_app, redirect, request, url_for
 from werkzeug.wrappers import Response
 
+from wsgisse import Connection, ServerSentEvent
 from wsgisse.integrations.flask import SSE
 
-sse = SSE()
+#: The longest visitor name counted in the presence list.
+MAX_NAME = 40
+
+
+class Presence:
+    """Who is online in one app: open streams per visitor name."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tabs: Counter[str] = Counter()
+
+    def online(self) -> list[str]:
+        """The names with at least one open stream, sorted."""
+        with self.lock:
+            return sorted(self.tabs)
+
+
+def _presence() -> Presence:
+    presence: Presence = current_app.extensions["notifications.presence"]
+    return presence
+
+
+def _visitor(connection: Connection) -> str | None:
+    """The name a stream gave (``?name=``), if it is one we count."""
+    names = parse_qs(str(connection.environ.get("QUERY_STRING", ""))).get("name", [])
+    name = names[0].strip() if names else ""
+    return name if 0 < len(name) <= MAX_NAME and name.isprintable() else None
+
+
+def on_connect(connection: Connection) -> ServerSentEvent | None:
+    """Count the visitor in; return the presence snapshot sent before any other event."""
+    name = _visitor(connection)
+    if name is None:
+        return None
+    presence = _presence()
+    with presence.lock:
+        presence.tabs[name] += 1
+        first_tab = presence.tabs[name] == 1
+    if first_tab:
+        # The page is subscribed already, so it also hears its own joined: a no-op on a set.
+        sse.publish(name, event="joined")
+    return ServerSentEvent(presence.online(), event="presence")
+
+
+def on_disconnect(connection: Connection) -> None:
+    """Count the visitor out; tell everyone when its last tab has gone."""
+    name = _visitor(connection)
+    if name is None:
+        return
+    presence = _presence()
+    with presence.lock:
+        presence.tabs[name] -= 1
+        last_tab = presence.tabs[name] <= 0
+        if last_tab:
+            del presence.tabs[name]
+    if last_tab:
+        sse.publish(name, event="left")
+
+
+sse = SSE(on_connect=on_connect, on_disconnect=on_disconnect)
 
 PAGE = """\
 <!doctype html>
@@ -48,11 +121,30 @@ PAGE = """\
   <button>Send to every tab</button>
 </form>
 <p id="status">connecting…</p>
+<p>You are <b id="me"></b>. Online: <span id="online"></span></p>
 <ol id="messages"></ol>
 <script>
+  // A made-up visitor name, kept by this browser: its tabs are one visitor.
+  const me = localStorage.getItem("name") ||
+    "visitor-" + Math.floor(Math.random() * 1e6).toString().padStart(6, "0");
+  localStorage.setItem("name", me);
+  document.getElementById("me").textContent = me;
   // A relative URL, so the page also works mounted under a prefix (see demo.py).
-  const source = new EventSource("events");
+  const source = new EventSource("events?name=" + encodeURIComponent(me));
   const status = document.getElementById("status");
+
+  // Presence: the snapshot comes first, then joined/left; a set makes repeats harmless.
+  const online = new Set();
+  const showOnline = () => {
+    document.getElementById("online").textContent = [...online].sort().join(", ");
+  };
+  source.addEventListener("presence", (event) => {
+    online.clear();
+    for (const name of JSON.parse(event.data)) online.add(name);
+    showOnline();
+  });
+  source.addEventListener("joined", (event) => { online.add(event.data); showOnline(); });
+  source.addEventListener("left", (event) => { online.delete(event.data); showOnline(); });
   source.onopen = () => { status.textContent = "connected"; };
   // On a lost connection the browser reconnects by itself, sending Last-Event-ID.
   source.onerror = () => { status.textContent = "reconnecting…"; };
@@ -84,11 +176,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     app = Flask(__name__)
     app.config.from_mapping(config or {})
+    app.extensions["notifications.presence"] = Presence()
     sse.init_app(app)
 
     @app.get("/")
     def index() -> str:
         return PAGE
+
+    @app.get("/presence")
+    def presence() -> dict[str, Any]:
+        return {"online": _presence().online()}
 
     @app.post("/notify")
     def notify() -> Response | tuple[dict[str, Any], int]:

@@ -73,7 +73,7 @@ def test_every_python_snippet_of_the_docs_is_run_by_the_doctest_builder() -> Non
 
 def test_every_page_is_in_the_site() -> None:
     index = read("index.rst")
-    entries = set(re.findall(r"^   (\w+)$", index, re.MULTILINE))
+    entries = set(re.findall(r"^   ([\w-]+)$", index, re.MULTILINE))
     pages = {page.stem for page in DOCS.glob("*.rst")} - {"index"}
     assert pages <= entries
 

@@ -121,6 +121,38 @@ def test_the_notifications_test_route_exists_only_when_testing(
     assert requests.post(server.url + "/_test/disconnect", timeout=10).status_code == 404
 
 
+def test_notifications_presence_snapshot_comes_first_and_leaving_is_told_once(
+    serve_gunicorn: ServeGunicorn, open_sse: OpenSSE
+) -> None:
+    server = serve_example(serve_gunicorn, "notifications", {"WSGISSE_HEARTBEAT": 0.2})
+    missed = post(server.url + "/notify", {"message": "missed"}).json()["id"]
+    first = post(server.url + "/notify", {"message": "first"}).json()["id"]
+    ann = open_sse(server.url + "/events?name=ann", last_event_id=missed)
+    # The snapshot, then the replay, then the live events (ann's own joined among them).
+    assert [(e.type, e.data) for e in ann.events(3)] == [
+        ("presence", '["ann"]'),
+        ("notification", "first"),
+        ("joined", "ann"),
+    ]
+    assert ann.last_event_id != first  # the joined event's id: the snapshot has none
+    bob_tabs = [open_sse(server.url + "/events?name=bob") for _ in range(2)]
+    assert json.loads(bob_tabs[0].next_event().data) == ["ann", "bob"]
+    assert json.loads(bob_tabs[1].next_event().data) == ["ann", "bob"]
+    assert (ann.next_event().type, requests.get(server.url + "/presence", timeout=10).json()) == (
+        "joined",
+        {"online": ["ann", "bob"]},
+    )
+    anonymous = open_sse(server.url + "/events")  # not counted, and given no snapshot
+    anonymous.next_item()
+    for tab in bob_tabs:
+        tab.close()
+    left = ann.next_event(timeout=15)  # noticed by the 0.2 s heartbeat's failed write
+    assert (left.type, left.data) == ("left", "bob")
+    assert requests.get(server.url + "/presence", timeout=10).json() == {"online": ["ann"]}
+    post(server.url + "/notify", {"message": "after"})
+    assert ann.next_event().data == "after"  # bob left once: no second left before it
+
+
 def test_monitor_publishes_cpu_and_memory_every_second(
     serve_gunicorn: ServeGunicorn, open_sse: OpenSSE
 ) -> None:
@@ -276,6 +308,33 @@ def test_in_chromium_a_page_whose_stream_was_cut_is_replayed_exactly_what_it_mis
     wait_for_js(page, f"{count} === 4", show=count)
     # Anything replayed twice would sit before "after", which arrived last.
     assert texts(page, "#messages li") == ["before", "missed 1", NOTE, "after"]
+
+
+def test_in_chromium_the_notifications_page_lists_who_is_online(
+    serve_gunicorn: ServeGunicorn, browser_page: Page
+) -> None:
+    server = serve_example(serve_gunicorn, "notifications", {"WSGISSE_HEARTBEAT": 0.2})
+    first, second = browser_page, browser_page.context.new_page()
+    first.goto(server.url + "/")
+    me = "document.getElementById('me').textContent"
+    shown = "document.getElementById('online').textContent"
+    wait_for_js(first, f"{shown} === {me}", show=shown)
+    name = first.evaluate(me)
+    other = browser_page.context.browser.new_context().new_page()  # type: ignore[union-attr]
+    try:
+        other.goto(server.url + "/")
+        other_name = other.evaluate(me)
+        both = ", ".join(sorted([name, other_name]))
+        wait_for_js(first, f"{shown} === {both!r}", show=shown)
+        wait_for_js(other, f"{shown} === {both!r}", show=shown)
+        second.goto(server.url + "/")  # the same session: the same name, a second tab
+        wait_for_js(second, f"{shown} === {both!r}", show=shown)
+        second.close()  # one of two tabs: still online
+        other.close()
+        wait_for_js(first, f"{shown} === {name!r}", timeout=15, show=shown)
+        assert requests.get(server.url + "/presence", timeout=10).json() == {"online": [name]}
+    finally:
+        other.context.close()
 
 
 def test_in_chromium_the_monitor_page_shows_cpu_and_memory(

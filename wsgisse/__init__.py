@@ -27,11 +27,13 @@ from ._errors import (
     HistoryLostError,
     InvalidEventError,
     SubscriptionClosedError,
+    UnknownChannelError,
     UnsafeConcurrencyError,
     WsgisseError,
 )
 from ._event import ServerSentEvent
 from ._forwarded import TrustedProxies
+from ._hooks import Connection
 from ._lifecycle import shutdown
 from ._parser import Comment, EventStreamParser, MessageEvent
 from ._request import client_address, last_event_id
@@ -51,6 +53,7 @@ __all__ = [
     "Channel",
     "ChannelClosedError",
     "Comment",
+    "Connection",
     "EventStream",
     "EventStreamParser",
     "HistoryLostError",
@@ -64,6 +67,7 @@ __all__ = [
     "Subscription",
     "SubscriptionClosedError",
     "TrustedProxies",
+    "UnknownChannelError",
     "UnsafeConcurrencyError",
     "WsgisseError",
     "client_address",

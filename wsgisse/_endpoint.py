@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import _lifecycle
+from . import _hooks, _lifecycle
 from ._channel import Channel
 from ._control import farewell
 from ._cors import CORS
@@ -49,6 +49,8 @@ from ._sync import current_hub, native_lock
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from ._hooks import OnConnect, OnDisconnect
 
 __all__ = ["Authorizer", "ChannelSource", "SSEApp"]
 
@@ -142,6 +144,18 @@ class SSEApp:
             new event to every waiting client's socket from one loop instead of waking
             each stream's greenlet (the fast path; see ``_direct.py``). ``False``: always
             the ordinary path.
+        on_connect: ``on_connect(connection)``, called once per admitted stream, after
+            the client is subscribed and before its first byte (see
+            :class:`~wsgisse.Connection`). It may return a snapshot, a
+            :class:`~wsgisse.ServerSentEvent` without id (or a list of them), sent right
+            after the preamble and before any replayed or live event. If it raises, the
+            stream is refused with ``500`` and the error is logged (a browser's
+            ``EventSource`` does not retry a 500: the page sees ``error`` and
+            ``readyState`` CLOSED), and ``on_disconnect`` is not called.
+        on_disconnect: ``on_disconnect(connection)``, called exactly once when a stream
+            that ``on_connect`` admitted closes, whatever ended it (the client left, a
+            failed write, :func:`~wsgisse.shutdown`, revoke, lifetime), on the thread
+            that closed it. An exception is logged and never stops the cleanup.
 
     Raises:
         ValueError: a limit below 1.
@@ -165,6 +179,8 @@ class SSEApp:
         stats: Stats | None = None,
         write_timeout: float | None = 30.0,
         direct_writes: bool = True,
+        on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
         trusted_proxies: TrustedProxies | str | Iterable[str] | None = None,
     ) -> None:
         for name, limit in (
@@ -189,6 +205,10 @@ class SSEApp:
         self.stats = Stats() if stats is None else stats
         self.write_timeout = write_timeout
         self.direct_writes = direct_writes
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        # The connections that on_disconnect will be told of (only kept when it is set).
+        self._connections: dict[EventStream, _hooks.Connection] = {}
         self.trusted_proxies = trusted_proxies_from(trusted_proxies)
         if isinstance(channels, Channel):
             self.stats.track_channel(channels)
@@ -253,6 +273,16 @@ class SSEApp:
         except ChannelClosedError:
             self._release(address)
             raise BadRequest(_STATUS[204], "", reason="closed") from None
+        connection, prelude = None, b""
+        if self.on_connect is not None or self.on_disconnect is not None:
+            names = tuple(channel.name for channel in channels)
+            connection = _hooks.Connection(environ, names, user, address, resume_from)
+            snapshot = _hooks.call_on_connect(self.on_connect, connection)
+            if snapshot is None:  # The hook failed, and said so in the log.
+                source.close()
+                self._release(address)
+                raise BadRequest(_STATUS[500], "the stream could not start", reason="error")
+            prelude = snapshot
         stream = EventStream(
             source,
             fast_path=self._fast_path(environ, start_response),
@@ -264,6 +294,8 @@ class SSEApp:
         )
         with self._lock:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
+            if connection is not None and self.on_disconnect is not None:
+                self._connections[stream] = connection
         self.stats.opened(stream)
         sock = client_socket(environ)
         if sock is not None:
@@ -273,6 +305,9 @@ class SSEApp:
         prepare_stream_socket(environ, self.write_timeout)
         decline_compression(environ)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
+        if prelude:
+            # ADAPTER: until EventStream takes `prelude=` (see WithPrelude), wrap it.
+            return _hooks.WithPrelude(stream, prelude)
         return stream
 
     def _fast_path(
@@ -419,6 +454,11 @@ class SSEApp:
         if entry is not None:
             self._release(entry[2])
         self.stats.closed(stream)
+        if self.on_disconnect is not None:
+            with self._lock:
+                connection = self._connections.pop(stream, None)
+            if connection is not None:
+                _hooks.run_on_disconnect(self.on_disconnect, connection)
 
     def _preflight(
         self, environ: WSGIEnvironment, start_response: StartResponse, request_origin: str | None

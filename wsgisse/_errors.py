@@ -96,3 +96,23 @@ class UnsafeConcurrencyError(WsgisseError, RuntimeError):
 
 class BackendUnavailableError(WsgisseError, ConnectionError):
     """The channel's backend (for example Redis) cannot be reached; nothing was published."""
+
+
+class UnknownChannelError(WsgisseError, LookupError):
+    """No channel of that name is served here (a framework integration's ``publish``).
+
+    Attributes:
+        name: the channel name asked for (``None``: none was named, and several are
+            served, so one must be).
+        known: the names served, when they are a fixed set (empty for a rule).
+    """
+
+    def __init__(self, name: str | None, known: tuple[str, ...] = ()) -> None:
+        choices = f" (served here: {', '.join(known)})" if known else ""
+        if name is None:
+            message = f"several channels are served: name one with channel=NAME{choices}"
+        else:
+            message = f"no channel {name!r} is served here{choices}"
+        super().__init__(message)
+        self.name = name
+        self.known = known

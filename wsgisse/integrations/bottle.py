@@ -1,4 +1,4 @@
-"""Server-sent events for Bottle: a plugin that serves a channel and streams generator routes.
+"""Server-sent events for Bottle: a plugin that serves channels and streams generator routes.
 
 ::
 
@@ -26,12 +26,24 @@ worker beside the server (a greenlet under gevent, a thread otherwise), so it ma
 between events while heartbeats keep flowing; ``bottle.request`` is bound to the route's
 request in that worker too. Returning (or raising) a ``bottle.HTTPResponse`` instead, such
 as ``bottle.HTTPError(403)``, answers the request as usual.
+
+Several channels, Redis, and publishing from anywhere::
+
+    sse = SSEPlugin(channels=["news", "alerts"], redis_url="redis://127.0.0.1:6379/0")
+    app.install(sse)                     # GET /events?channel=news&channel=alerts
+
+    sse.publish("hello", channel="news")          # in a route, a thread, a script
+    sse.publish("for bob", channel="alerts", audience=["bob"])
+
+The plugin holds its channels itself, so :meth:`SSEPlugin.publish` needs no request; a
+process that serves nothing (a task-queue worker) makes the same plugin, with the same
+``redis_url``, and publishes without installing it. See ``docs/flask-bottle.rst``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -45,6 +57,8 @@ except ImportError as exc:
 
 from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
 from wsgisse._wsgi import call_app, recording_start_response
+
+from ._channels import ChannelSet, ChannelsSpec, redis_backend
 
 if TYPE_CHECKING:
     from wsgisse._endpoint import Decision
@@ -63,9 +77,19 @@ class SSEPlugin:
     :func:`wsgisse.stream_response`.
 
     Args:
-        channel: the channel to serve (default: a new one, keeping 1000 events for
-            reconnecting clients). A plugin installed on several apps serves the same
-            channel on each.
+        channel: the channel to serve (default: a new one, keeping ``history`` events
+            for reconnecting clients). A plugin installed on several apps serves the same
+            channels on each.
+        channels: several channels instead (see
+            :data:`wsgisse.integrations.ChannelsSpec`): names (a channel is made for
+            each), a mapping of names to channels, or a rule ``name -> Channel | bool |
+            None`` for dynamic channels (``True``: make it, with ``history`` and
+            ``redis_url``). Clients ask with ``?channel=NAME`` (several are multiplexed
+            over one stream).
+        history: how many events each channel made here keeps for reconnecting clients.
+        redis_url: a Redis URL: the channels made here share one
+            :class:`~wsgisse.backends.redis.RedisBackend` (imported only then), so that a
+            publish from any process reaches every client.
         path: the URL of the stream route; ``None`` registers no route.
         heartbeat: seconds of silence before a heartbeat comment, for the stream route
             and ``sse=True`` routes (see :class:`~wsgisse.EventStream`).
@@ -76,11 +100,17 @@ class SSEPlugin:
             a user name: allowed).
         **endpoint_options: any other option of :class:`wsgisse.SSEApp` for the stream
             route (``cors``, ``max_connections``, ``max_lifetime``, ``trusted_proxies``
-            behind a proxy...).
+            behind a proxy, and the connection hooks ``on_connect`` (run inside the
+            request: ``bottle.request`` is bound) and ``on_disconnect``...).
 
     Attributes:
         endpoint: the :class:`wsgisse.SSEApp` serving the stream route (its ``stats``,
             ``revoke()``).
+        channels: the :class:`~wsgisse.integrations.ChannelSet` served.
+
+    Raises:
+        TypeError: both ``channel`` and ``channels`` given.
+        ImportError: ``redis_url`` given and redis-py is not installed.
     """
 
     #: The plugin's name: Bottle skips a route's plugins by name (``skip=["wsgisse"]``).
@@ -92,20 +122,43 @@ class SSEPlugin:
         self,
         channel: Channel | None = None,
         *,
+        channels: ChannelsSpec = None,
+        history: int = 1000,
+        redis_url: str | None = None,
         path: str | None = "/events",
         heartbeat: float | None = 15.0,
         retry: int | None = 3000,
         authorize: Callable[[tuple[str, ...]], Decision] | None = None,
         **endpoint_options: Any,
     ) -> None:
-        self.channel = Channel() if channel is None else channel
+        if channel is not None and channels is not None:
+            raise TypeError("give channel= or channels=, not both")
+        spec = channel if channel is not None else channels
+        # Ready-made channels keep their own backend: make no Redis client for nothing.
+        makes_channels = not isinstance(spec, (Channel, Mapping))
+        self.channels = ChannelSet(
+            spec, history=history, backend=redis_backend(redis_url if makes_channels else None)
+        )
         self.path = path
         self.heartbeat = heartbeat
         self.retry = retry
         hook = None if authorize is None else _in_request(authorize)
         self.endpoint = SSEApp(
-            self.channel, heartbeat=heartbeat, retry=retry, authorize=hook, **endpoint_options
+            self.channels.source,
+            heartbeat=heartbeat,
+            retry=retry,
+            authorize=hook,
+            **endpoint_options,
         )
+
+    @property
+    def channel(self) -> Channel:
+        """The only channel served.
+
+        Raises:
+            UnknownChannelError: several are served: use ``channels.get(name)``.
+        """
+        return self.channels.get()
 
     def setup(self, app: Any) -> None:
         """Register the stream route on ``app`` (called by ``app.install``).
@@ -148,23 +201,34 @@ class SSEPlugin:
         self,
         data: object,
         *,
+        channel: str | None = None,
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
+        audience: Iterable[str] | None = None,
     ) -> ServerSentEvent:
-        """Publish an event on the plugin's channel; see :meth:`wsgisse.Channel.publish`.
+        """Publish an event on the channel called ``channel`` (``None``: the only one).
+
+        Needs no request: call it from a route, a thread or another process (with
+        ``redis_url``). ``audience`` restricts the event to the streams of those users,
+        as the ``authorize`` hook names them; see :meth:`wsgisse.Channel.publish`.
 
         Returns:
             The event as sent, with its id.
 
         Raises:
+            UnknownChannelError: no channel of that name, or none named while several
+                are served.
             InvalidEventError: a field the format cannot carry (see ``Channel.publish``).
             ChannelClosedError: the channel was closed.
+            BackendUnavailableError: Redis could not take the event.
         """
-        return self.channel.publish(data, event=event, id=id, retry=retry)
+        return self.channels.publish(
+            data, channel=channel, event=event, id=id, retry=retry, audience=audience
+        )
 
     def __repr__(self) -> str:
-        return f"<SSEPlugin {self.path!r} {self.channel!r}>"
+        return f"<SSEPlugin {self.path!r} {self.channels!r}>"
 
     def _serve_channel(self) -> Iterable[bytes]:
         return self._respond(self.endpoint)

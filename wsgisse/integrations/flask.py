@@ -1,4 +1,4 @@
-"""Server-sent events for Flask: an extension that serves a channel, and generator views.
+"""Server-sent events for Flask: an extension that serves channels, and generator views.
 
 ::
 
@@ -48,6 +48,12 @@ these config keys, whose defaults :meth:`SSE.init_app` sets:
     How many events a reconnecting browser can be replayed from its ``Last-Event-ID``,
     ``1000`` (the default of :class:`~wsgisse.Channel`).
 
+``WSGISSE_REDIS_URL``
+    A Redis URL (``None``): the channels the extension makes for the app share one
+    :class:`~wsgisse.backends.redis.RedisBackend`, so that a publish from any worker,
+    host or task-queue process reaches every client. ``wsgisse.backends.redis`` is
+    imported only when this is set. Channels you pass in ready-made keep their own
+    backend.
 ``WSGISSE_MAX_CONNECTIONS``, ``WSGISSE_MAX_CONNECTIONS_PER_CLIENT``
     Connection caps (``None``: none); see :class:`~wsgisse.SSEApp`.
 ``WSGISSE_MAX_LIFETIME``
@@ -61,16 +67,31 @@ these config keys, whose defaults :meth:`SSE.init_app` sets:
 
 The stream route's settings are read once, by :meth:`SSE.init_app`; :func:`stream` reads
 ``WSGISSE_HEARTBEAT`` and ``WSGISSE_RETRY`` at each call.
+
+Several channels, and publishing from anywhere::
+
+    sse = SSE(channels=["news", "alerts"])   # GET /events?channel=news&channel=alerts
+
+    sse.publish("hello", channel="news")                 # in a view, or anywhere
+    sse.publish("for bob", channel="alerts", audience=["bob"])
+
+A :class:`SSE` object remembers the channels of the last app it initialised, so
+:meth:`SSE.publish` works outside any application context (a thread, a task-queue
+worker that built the app, a script) exactly as in a view; inside an app context it
+always acts on the current app. A process that serves nothing (a worker that never
+builds the app) calls :meth:`SSE.init_publisher` with the app's config, and publishes
+through Redis. See ``docs/flask-bottle.rst``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 try:
-    from flask import Flask, Response, current_app, request
+    from flask import Flask, Response, current_app, has_app_context, request
 except ImportError as exc:
     if exc.name is not None and exc.name.split(".")[0] != "flask":
         raise  # Flask is installed but broken: show what it lacks
@@ -78,15 +99,20 @@ except ImportError as exc:
         "wsgisse.integrations.flask needs Flask: pip install wsgisse[flask]", name="flask"
     ) from exc
 
-from wsgisse import CORS, Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse import CORS, Channel, Connection, ServerSentEvent, SSEApp, stream_response
 from wsgisse._wsgi import call_app, recording_start_response
+
+from ._channels import ChannelSet, ChannelsSpec, redis_backend
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
     from wsgisse._endpoint import Decision
+    from wsgisse._hooks import OnConnect, OnDisconnect
 
 __all__ = ["SSE", "SSEState", "stream"]
+
+log = logging.getLogger("wsgisse")
 
 #: The key of the extension's state in ``app.extensions``.
 EXTENSION_KEY = "wsgisse"
@@ -97,6 +123,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "WSGISSE_HEARTBEAT": 15.0,
     "WSGISSE_RETRY": 3000,
     "WSGISSE_HISTORY": 1000,
+    "WSGISSE_REDIS_URL": None,
     "WSGISSE_MAX_CONNECTIONS": None,
     "WSGISSE_MAX_CONNECTIONS_PER_CLIENT": None,
     "WSGISSE_MAX_LIFETIME": None,
@@ -117,28 +144,60 @@ FlaskAuthorizer = Callable[[tuple[str, ...]], "Decision"]
 class SSEState:
     """What the extension keeps for one app, in ``app.extensions["wsgisse"]``."""
 
-    #: The app's channel.
-    channel: Channel
-    #: The endpoint serving it at ``WSGISSE_URL`` (its ``stats``, ``revoke()``).
+    #: The app's channels, by name (``channels.get(name)``, ``channels.publish(...)``).
+    channels: ChannelSet
+    #: The endpoint serving them at ``WSGISSE_URL`` (its ``stats``, ``revoke()``).
     endpoint: SSEApp
+
+    @property
+    def channel(self) -> Channel:
+        """The app's only channel.
+
+        Raises:
+            UnknownChannelError: the app serves several: use ``channels.get(name)``.
+        """
+        return self.channels.get()
 
 
 class SSE:
-    """The Flask extension: a channel per app, served at ``WSGISSE_URL``.
+    """The Flask extension: an app's channels, served at ``WSGISSE_URL``.
 
     Use ``SSE(app)``, or ``sse = SSE()`` and ``sse.init_app(app)`` in an app factory.
-    Nothing is stored on the extension object: each app's state lives in
-    ``app.extensions["wsgisse"]``, so one object may serve several apps, and
-    :attr:`channel`, :meth:`publish` and :meth:`revoke` act on the app of the current
-    app context.
+
+    Where the state lives, and why publishing needs no app context: each app's state
+    (an :class:`SSEState`) lives in ``app.extensions["wsgisse"]``, and the app itself is
+    never stored on the extension, as Flask asks, so that one object may serve several
+    apps. Inside an app context, :attr:`channel`, :attr:`channels`, :meth:`publish` and
+    :meth:`revoke` act on the current app. Outside one (a thread, a task-queue worker, a
+    script), they act on the state of the *last* app this object initialised, or of
+    :meth:`init_publisher`: the object holds that state (its channels and endpoint, not
+    the app), as Flask-SocketIO's ``SocketIO(message_queue=...).emit()`` needs no
+    context either. With one object initialised on several apps of one process, enter
+    the app's context (``with app.app_context():``) to choose.
 
     Args:
         app: the app to initialise now, if any.
-        channel: the channel every app initialised by this object serves. By default each
-            app gets a channel of its own, named after the app, keeping
-            ``WSGISSE_HISTORY`` events.
+        channel: the channel every app initialised by this object serves (the older
+            spelling of ``channels=`` with one channel).
+        channels: the channels each app serves (see
+            :data:`wsgisse.integrations.ChannelsSpec`): ``None`` (one
+            channel per app, named after it, served at ``WSGISSE_URL`` with no
+            ``?channel=``), channel names (each app gets a channel per name; clients ask
+            with ``?channel=NAME``, several multiplexed over one stream), a mapping of
+            names to channels shared by every app, or a rule ``name -> Channel | bool |
+            None`` for dynamic channels (``True``: make it with the app's settings).
+            Channels made here keep ``WSGISSE_HISTORY`` events and use
+            ``WSGISSE_REDIS_URL``.
         authorize: who may read the stream; see :data:`FlaskAuthorizer`.
         cors: the cross-origin policy of the stream route (see :class:`wsgisse.CORS`).
+        on_connect: ``on_connect(connection)``, run inside the stream request's context
+            once the client is subscribed; it may return a snapshot event sent before
+            any replayed or live event (see :class:`wsgisse.SSEApp`).
+        on_disconnect: ``on_disconnect(connection)``, run once when the stream closes,
+            inside an app context of its app (the request is over by then).
+
+    Raises:
+        TypeError: both ``channel`` and ``channels`` given.
     """
 
     def __init__(
@@ -146,12 +205,22 @@ class SSE:
         app: Flask | None = None,
         *,
         channel: Channel | None = None,
+        channels: ChannelsSpec = None,
         authorize: FlaskAuthorizer | None = None,
         cors: CORS | None = None,
+        on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
     ) -> None:
-        self._channel = channel
+        if channel is not None and channels is not None:
+            raise TypeError("give channel= or channels=, not both")
+        self._spec: ChannelsSpec = channel if channel is not None else channels
         self._authorize = authorize
         self._cors = cors
+        self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
+        # What publish() uses outside an app context: see the class documentation.
+        self._outside: ChannelSet | None = None
+        self._outside_endpoint: SSEApp | None = None
         if app is not None:
             self.init_app(app)
 
@@ -167,6 +236,7 @@ class SSE:
         Raises:
             RuntimeError: wsgisse is already initialised on ``app``.
             ValueError: ``WSGISSE_HISTORY`` is negative or a cap is below 1.
+            ImportError: ``WSGISSE_REDIS_URL`` is set and redis-py is not installed.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
@@ -175,11 +245,10 @@ class SSE:
         for key, default in CONFIG_DEFAULTS.items():
             app.config.setdefault(key, default)
         config = app.config
-        channel = self._channel
-        if channel is None:
-            channel = Channel(app.name, history=config["WSGISSE_HISTORY"])
+        channels = self._channel_set(config, app.name)
+        on_disconnect = self._on_disconnect
         endpoint = SSEApp(
-            channel,
+            channels.source,
             heartbeat=config["WSGISSE_HEARTBEAT"],
             retry=config["WSGISSE_RETRY"],
             max_connections=config["WSGISSE_MAX_CONNECTIONS"],
@@ -189,52 +258,152 @@ class SSE:
             trusted_proxies=config["WSGISSE_TRUSTED_PROXIES"],
             authorize=None if self._authorize is None else _in_request(self._authorize),
             cors=self._cors,
+            on_connect=self._on_connect,
+            on_disconnect=None if on_disconnect is None else _in_app(app, on_disconnect),
         )
-        app.extensions[EXTENSION_KEY] = SSEState(channel, endpoint)
+        app.extensions[EXTENSION_KEY] = SSEState(channels, endpoint)
+        self._outside, self._outside_endpoint = channels, endpoint
         # Lets the stream find the server behind Flask's answer (the fast path).
         app.wsgi_app = recording_start_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
         url = config["WSGISSE_URL"]
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
 
-    @property
-    def channel(self) -> Channel:
-        """The channel of the current app.
+    def init_publisher(
+        self, config: Mapping[str, Any] | None = None, *, app_name: str | None = None
+    ) -> ChannelSet:
+        """Publish from a process that serves no app: a task-queue worker, a script.
+
+        Makes the channels from ``config`` (the app's ``WSGISSE_*`` keys; ``app.config``
+        or a plain mapping, with the defaults of :meth:`init_app`) exactly as
+        :meth:`init_app` would, without an app, so that :meth:`publish` here is the very
+        call a view makes. Set ``WSGISSE_REDIS_URL``: without a shared backend the events
+        reach no other process, and a warning says so. Returns the channels.
+
+        Args:
+            config: the ``WSGISSE_*`` settings.
+            app_name: the web app's ``name``, which names its channel (and so its Redis
+                stream) when the extension was given no ``channels``; needed then.
 
         Raises:
-            RuntimeError: outside an app context, or wsgisse is not initialised on the app.
+            TypeError: ``app_name`` is needed and missing.
+            ImportError: ``WSGISSE_REDIS_URL`` is set and redis-py is not installed.
         """
-        return _state().channel
+        if self._spec is None and app_name is None:
+            raise TypeError(
+                "the app's channel is named after the app: "
+                "init_publisher(config, app_name=app.name) (or give the extension channels=)"
+            )
+        merged = {**CONFIG_DEFAULTS, **(config or {})}
+        if merged["WSGISSE_REDIS_URL"] is None and not isinstance(self._spec, (Channel, Mapping)):
+            log.warning(
+                "wsgisse: init_publisher without WSGISSE_REDIS_URL: events published here "
+                "reach only this process' clients"
+            )
+        self._outside = self._channel_set(merged, app_name or "default")
+        self._outside_endpoint = None
+        return self._outside
+
+    def _channel_set(self, config: Mapping[str, Any], app_name: str) -> ChannelSet:
+        # Ready-made channels keep their own backend: make no Redis client for nothing.
+        makes_channels = not isinstance(self._spec, (Channel, Mapping))
+        url = config["WSGISSE_REDIS_URL"] if makes_channels else None
+        return ChannelSet(
+            self._spec,
+            default_name=app_name,
+            history=config["WSGISSE_HISTORY"],
+            backend=redis_backend(url),
+        )
+
+    @property
+    def channels(self) -> ChannelSet:
+        """The channels of the current app (outside an app context: see the class).
+
+        Raises:
+            RuntimeError: wsgisse is not initialised on the current app, or (outside an
+                app context) on any app and no :meth:`init_publisher` was called.
+        """
+        if has_app_context():
+            return _state().channels
+        if self._outside is None:
+            raise RuntimeError(
+                "wsgisse: outside an application context this SSE object publishes to the "
+                "last app it initialised, and it initialised none: call sse.init_app(app), "
+                "or sse.init_publisher(config) in a process that serves no app"
+            )
+        return self._outside
+
+    @property
+    def channel(self) -> Channel:
+        """The only channel of the current app (outside an app context: see the class).
+
+        Raises:
+            RuntimeError: as :attr:`channels`.
+            UnknownChannelError: the app serves several: use ``channels.get(name)``.
+        """
+        return self.channels.get()
 
     def publish(
         self,
         data: object,
         *,
+        channel: str | None = None,
         event: str | None = None,
         id: str | None = None,
         retry: int | None = None,
+        audience: Iterable[str] | None = None,
     ) -> ServerSentEvent:
-        """Publish an event on the current app's channel; see :meth:`wsgisse.Channel.publish`.
+        """Publish an event on the channel called ``channel`` (``None``: the only one).
+
+        Works with or without an app context (see the class). ``audience`` restricts the
+        event to the streams of those users, as the ``authorize`` hook names them; see
+        :meth:`wsgisse.Channel.publish` for the other fields.
 
         Returns:
             The event as sent, with its id.
 
         Raises:
-            RuntimeError: outside an app context, or wsgisse is not initialised on the app.
+            RuntimeError: as :attr:`channels`.
+            UnknownChannelError: no channel of that name, or none named while several
+                are served.
             InvalidEventError: a field the format cannot carry (see ``Channel.publish``).
             ChannelClosedError: the channel was closed.
+            BackendUnavailableError: Redis could not take the event.
         """
-        return _state().channel.publish(data, event=event, id=id, retry=retry)
+        return self.channels.publish(
+            data, channel=channel, event=event, id=id, retry=retry, audience=audience
+        )
 
-    def revoke(self, *, user: str | None = None) -> int:
-        """End the current app's streams of ``user`` (all of them if ``None``) at once.
+    def revoke(self, *, user: str | None = None, channel: str | None = None) -> int:
+        """End the current app's streams of ``user`` and/or ``channel`` at once.
 
-        See :meth:`wsgisse.SSEApp.revoke`; ``authorize`` must also refuse the user now.
+        With neither, every stream of the app's only channel. Outside an app context it
+        acts on the last app initialised (see the class). See
+        :meth:`wsgisse.SSEApp.revoke`; ``authorize`` must also refuse the user now.
+
+        Raises:
+            RuntimeError: no app to act on (:meth:`init_publisher` serves no stream).
         """
-        state = _state()
-        if user is None:
-            return state.endpoint.revoke(channel=state.channel.name)
-        return state.endpoint.revoke(user=user)
+        endpoint: SSEApp | None
+        if has_app_context():
+            state = _state()
+            channels, endpoint = state.channels, state.endpoint
+        else:
+            channels, endpoint = self.channels, self._outside_endpoint
+        if endpoint is None:
+            raise RuntimeError("wsgisse: this process serves no stream to revoke")
+        if user is None and channel is None:
+            channel = channels.get().name
+        return endpoint.revoke(user=user, channel=channel)
+
+
+def _in_app(app: Flask, hook: OnDisconnect) -> Callable[[Connection], object]:
+    # A stream closes after its request: give the hook its app's context back.
+    def in_app(connection: Connection) -> object:
+        with app.app_context():
+            return hook(connection)
+
+    return in_app
 
 
 def _in_request(
