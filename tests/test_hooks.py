@@ -355,11 +355,6 @@ def test_on_real_servers_each_hook_runs_once_per_stream_when_clients_leave(
     assert set(gone) < connected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the snapshot is sent by wrapping the stream (_hooks.WithPrelude), and the fast "
-    "path rightly refuses a body it cannot prove unchanged; EventStream(prelude=) fixes it",
-)
 def test_on_gunicorn_a_stream_with_a_snapshot_keeps_the_fast_path(
     start_server: StartServer, open_sse: OpenSSE, tmp_path: Path
 ) -> None:

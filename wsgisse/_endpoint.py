@@ -291,6 +291,7 @@ class SSEApp:
             retry_jitter=self.retry_jitter,
             max_lifetime=self.max_lifetime,
             on_close=self._stream_closed,
+            prelude=prelude,
         )
         with self._lock:
             self._live[stream] = (user, tuple(channel.name for channel in channels), address)
@@ -305,9 +306,6 @@ class SSEApp:
         prepare_stream_socket(environ, self.write_timeout)
         decline_compression(environ)
         start_response(EventStream.status, [*EventStream.headers, *cors_headers])
-        if prelude:
-            # ADAPTER: until EventStream takes `prelude=` (see WithPrelude), wrap it.
-            return _hooks.WithPrelude(stream, prelude)
         return stream
 
     def _fast_path(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,6 @@ __all__ = [
     "Connection",
     "OnConnect",
     "OnDisconnect",
-    "WithPrelude",
     "call_on_connect",
     "encode_snapshot",
     "run_on_disconnect",
@@ -133,38 +132,3 @@ def run_on_disconnect(hook: OnDisconnect, connection: Connection) -> None:
             connection.user,
             ",".join(connection.channels),
         )
-
-
-class WithPrelude:
-    """ADAPTER (to be replaced by ``EventStream(prelude=...)``): a stream whose first chunk
-    also carries ``prelude``, the ``on_connect`` snapshot.
-
-    The first chunk of an :class:`~wsgisse.EventStream` is always its preamble, returned
-    before the stream reads its source; so appending the snapshot to that chunk sends it
-    before any replayed or live frame, and before the fast path may write to the socket
-    (the direct writer is handed over on the stream's first read of its source, after the
-    server has written this chunk). Everything else is forwarded.
-    """
-
-    __slots__ = ("_prelude", "stream")
-
-    def __init__(self, stream: Iterator[bytes], prelude: bytes) -> None:
-        self.stream = stream
-        self._prelude = prelude
-
-    def __iter__(self) -> WithPrelude:
-        return self
-
-    def __next__(self) -> bytes:
-        chunk = next(self.stream)
-        prelude = self._prelude
-        if prelude:
-            self._prelude = b""
-            return chunk + prelude
-        return chunk
-
-    def close(self) -> None:
-        """Close the stream (the server's cleanup call, PEP 3333)."""
-        close = getattr(self.stream, "close", None)
-        if close is not None:
-            close()

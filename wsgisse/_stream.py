@@ -170,6 +170,8 @@ class EventStream:
             stream's first bytes are out, if the server proves to carry the stream
             unchanged (a :class:`~wsgisse.Subscription` source under gevent only; see
             ``_direct.py``).
+        prelude: encoded events sent in the first chunk, right after the preamble and
+            before any replayed or live event (an ``on_connect`` snapshot).
 
     The first chunk is ready at once, so that the server sends the headers and the
     browser fires ``open`` without waiting for an event. ``close()`` (called by the
@@ -195,6 +197,7 @@ class EventStream:
         max_lifetime: float | None = None,
         on_close: Callable[[EventStream], None] | None = None,
         fast_path: FastPath | None = None,
+        prelude: bytes = b"",
     ) -> None:
         if heartbeat is not None and not heartbeat > 0:
             raise ValueError(f"heartbeat must be positive seconds or None, not {heartbeat!r}")
@@ -204,9 +207,8 @@ class EventStream:
         # the id of an event without data and dispatches nothing), so that a client
         # dropped before its first event still resumes exactly where it started.
         position = source.last_event_id if isinstance(source, _POSITIONED) else None
-        self._preamble: bytes | None = ServerSentEvent(
-            comment="wsgisse", retry=retry, id=position or None
-        ).encode()
+        preamble = ServerSentEvent(comment="wsgisse", retry=retry, id=position or None).encode()
+        self._preamble: bytes | None = preamble + prelude
         self._heartbeat = heartbeat
         self._retry = retry
         self._retry_jitter = retry_jitter
