@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -117,12 +118,20 @@ def test_send_event_on_commit_publishes_after_the_commit_and_never_on_rollback()
 def test_the_view_takes_channels_from_the_url_or_the_query_and_refuses_clearly() -> None:
     answers = json.loads(run_units("views"))
     stream_type = "text/event-stream; charset=utf-8"
-    prelude = ": wsgisse\nretry: 3000\n\n"
-    assert answers["fixed"][:4] == [200, prelude, {"news": 1, "sport": 0}, stream_type]
-    # The URL names the channel: the client's ?channel= is ignored, as in django-eventstream.
-    assert answers["fixed ignores ?channel"][:3] == [200, prelude, {"news": 1, "sport": 0}]
-    assert answers["path"][:3] == [200, prelude, {"news": 0, "sport": 1}]
-    assert answers["query"][:3] == [200, prelude, {"news": 1, "sport": 1}]
+    # The first chunk: the preamble, with the stream's starting position as its id.
+    prelude = re.compile(r": wsgisse\nretry: 3000\nid: [^\n]+\n\n\Z")
+    for name, subscribed in [
+        ("fixed", {"news": 1, "sport": 0}),
+        # The URL names the channel: the client's ?channel= is ignored, as in
+        # django-eventstream.
+        ("fixed ignores ?channel", {"news": 1, "sport": 0}),
+        ("path", {"news": 0, "sport": 1}),
+        ("query", {"news": 1, "sport": 1}),
+    ]:
+        status, first_chunk, counts = answers[name][:3]
+        assert (status, counts) == (200, subscribed), name
+        assert prelude.match(first_chunk), (name, first_chunk)
+    assert answers["fixed"][3] == stream_type
     assert answers["path, unknown"][0] == 404  # not in WSGISSE["CHANNELS"]
     assert answers["query, none"][0] == 400
     assert answers["post"][0] == 405

@@ -238,6 +238,24 @@ class Fanout:
                     chosen.append(member)
         return chosen
 
+    def _needers_locked(self, oldest: int) -> list[Member]:
+        """The members that still need the frame at ``oldest`` (the next to be dropped).
+
+        A parked member has taken all it may see: it needs nothing the log holds. An
+        awake one at a frame it may not see just moves past it.
+        """
+        log = self.log
+        parked = self.parked
+        needers = []
+        for member in self.members:
+            if member.cursor > oldest or member in parked:
+                continue
+            if member.cursor == oldest and not log.visible_at(oldest, member.user):
+                member.cursor = oldest + 1
+                continue
+            needers.append(member)
+        return needers
+
     def _wake_dropped(self) -> None:
         if self.dropped:
             with self.lock:
@@ -255,20 +273,10 @@ class Fanout:
         oldest = log.oldest
         if len(log) < log.capacity or oldest < self._needed_from:
             return None
-        # A parked member has taken all it may see: it needs nothing the log holds. An
-        # awake one at a frame it may not see just moves past it.
-        parked = self.parked
-        needers = []
-        for member in self.members:
-            if member.cursor > oldest or member in parked:
-                continue
-            if member.cursor == oldest and not log.visible_at(oldest, member.user):
-                member.cursor = oldest + 1
-                continue
-            needers.append(member)
+        needers = self._needers_locked(oldest)
         if not needers:
             self._needed_from = min(
-                (m.cursor for m in self.members if m not in parked), default=log.head
+                (m.cursor for m in self.members if m not in self.parked), default=log.head
             )
             return None
         deadline = None

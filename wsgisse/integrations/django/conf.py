@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -76,41 +76,67 @@ def _whole(value: object, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _value_problems(values: Mapping[str, Any]) -> list[Problem]:  # noqa: PLR0912 - one flat table of rules
-    found: list[Problem] = []
+def _value_problems(values: Mapping[str, Any]) -> list[Problem]:
+    """Every problem with the values of the settings, each naming the key and the fix."""
+    found = [
+        Problem("wsgisse.E003", f"WSGISSE[{key!r}] {why}, not {values[key]!r}")
+        for key, accepts, why in _RULES
+        if not accepts(values[key])
+    ]
+    return found + _backend_problems(values) + _cors_problems(values["CORS"])
 
-    def bad(key: str, why: str) -> None:
-        found.append(Problem("wsgisse.E003", f"WSGISSE[{key!r}] {why}, not {values[key]!r}"))
 
-    for key in ("HEARTBEAT", "MAX_LIFETIME", "WRITE_TIMEOUT"):
-        value = values[key]
-        if value is not None and (not _number(value) or value <= 0):
-            bad(key, "must be a positive number of seconds or None")
-    retry = values["RETRY"]
-    if retry is not None and not _whole(retry, 0):
-        bad("RETRY", "must be a whole number of milliseconds, 0 or more, or None")
-    history = values["HISTORY"]
-    if not _whole(history, 0):
-        bad("HISTORY", "must be a whole number, 0 or more")
-    for key in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_CLIENT"):
-        value = values[key]
-        if value is not None and not _whole(value, 1):
-            bad(key, "must be a whole number, 1 or more, or None")
-    channels = values["CHANNELS"]
-    if channels is not None and (
-        isinstance(channels, str) or not all(isinstance(name, str) and name for name in channels)
-    ):
-        bad("CHANNELS", "must be a list of channel names or None (any name)")
+def _seconds(value: object) -> bool:
+    return value is None or (_number(value) and value > 0)  # type: ignore[operator]
+
+
+def _channel_names(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return False
+    return all(isinstance(name, str) and name for name in value)
+
+
+# One flat table: the key, what it accepts, and what the message says it must be.
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("HEARTBEAT", _seconds, "must be a positive number of seconds or None"),
+    ("MAX_LIFETIME", _seconds, "must be a positive number of seconds or None"),
+    ("WRITE_TIMEOUT", _seconds, "must be a positive number of seconds or None"),
+    (
+        "RETRY",
+        lambda value: value is None or _whole(value, 0),
+        "must be a whole number of milliseconds, 0 or more, or None",
+    ),
+    ("HISTORY", lambda value: _whole(value, 0), "must be a whole number, 0 or more"),
+    (
+        "MAX_CONNECTIONS",
+        lambda value: value is None or _whole(value, 1),
+        "must be a whole number, 1 or more, or None",
+    ),
+    (
+        "MAX_CONNECTIONS_PER_CLIENT",
+        lambda value: value is None or _whole(value, 1),
+        "must be a whole number, 1 or more, or None",
+    ),
+    ("CHANNELS", _channel_names, "must be a list of channel names or None (any name)"),
+    (
+        "CHANNEL_MANAGER",
+        lambda value: isinstance(value, str),
+        "must be the dotted path of a ChannelManager class",
+    ),
+)
+
+
+def _backend_problems(values: Mapping[str, Any]) -> list[Problem]:
     backend = values["BACKEND"]
     if backend not in BACKENDS:
-        found.append(
-            Problem(
-                "wsgisse.E004",
-                f"WSGISSE['BACKEND'] must be one of {', '.join(map(repr, BACKENDS))}, "
-                f"not {backend!r}",
-            )
-        )
-    elif backend == "redis":
+        choices = ", ".join(map(repr, BACKENDS))
+        return [
+            Problem("wsgisse.E004", f"WSGISSE['BACKEND'] must be one of {choices}, not {backend!r}")
+        ]
+    found = []
+    if backend == "redis":
         if not isinstance(values["REDIS_URL"], str):
             found.append(
                 Problem(
@@ -127,15 +153,17 @@ def _value_problems(values: Mapping[str, Any]) -> list[Problem]:  # noqa: PLR091
                     hint="pip install wsgisse[redis]",
                 )
             )
-    cors = values["CORS"]
-    if cors is not None:
-        try:
-            _make_cors(cors)
-        except (TypeError, ValueError) as exc:
-            found.append(Problem("wsgisse.E006", f"WSGISSE['CORS'] is invalid: {exc}"))
-    if not isinstance(values["CHANNEL_MANAGER"], str):
-        bad("CHANNEL_MANAGER", "must be the dotted path of a ChannelManager class")
     return found
+
+
+def _cors_problems(cors: object) -> list[Problem]:
+    if cors is None:
+        return []
+    try:
+        _make_cors(cors)
+    except (TypeError, ValueError) as exc:
+        return [Problem("wsgisse.E006", f"WSGISSE['CORS'] is invalid: {exc}")]
+    return []
 
 
 def _make_cors(value: object) -> Any:
