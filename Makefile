@@ -8,6 +8,8 @@
 #   make format      let ruff fix what it can and format
 #   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
 #   make pytest      the test suite alone (PYTEST_ARGS="-k redis -x" to narrow it)
+#   make jstest      the browser client's pure parts under node --test
+#   make js          regenerate wsgisse.global.js from wsgisse/static/wsgisse.js
 #   make coverage    the test suite under coverage, live servers included
 #   make bench       wsgisse beside its peers, one table (benchmarks/README.rst; ~20 min)
 #   make bench-quick the main scenarios only (~5 min)
@@ -27,7 +29,7 @@ PYTEST_ARGS ?=
 # command:package pairs for the servers and the browser the live tests start (and openssl,
 # which makes their test certificates).
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
-	openssl:openssl
+	openssl:openssl firefox-esr:firefox-esr node:nodejs
 
 # Test infrastructure that is typed like the package (the package's own list is in
 # pyproject.toml, [tool.mypy] files).
@@ -46,7 +48,7 @@ SHELL := /bin/bash
 	clean distclean
 
 help:
-	@sed -n '5,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '5,16s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -122,7 +124,7 @@ system-deps:
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
-test: system-deps lint typecheck pytest
+test: system-deps lint typecheck jstest pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -138,6 +140,14 @@ typecheck: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser client (issue 14): its pure parts under Node's own test runner.
+.PHONY: jstest js
+jstest:
+	node --test tests/js/
+
+js: $(DEV_STAMP)
+	$(BIN)/python -c 'import wsgisse._client as c; print("wrote", c.write_classic_script())'
 
 coverage: system-deps $(DEV_STAMP)
 	rm -f .coverage .coverage.*

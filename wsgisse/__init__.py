@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ._backend import Backend, MemoryBackend
 from ._channel import HISTORY_LOST_EVENT, Channel, Subscription
+from ._client import ClientFiles, client_source
 from ._cors import CORS
 from ._endpoint import Authorizer, SSEApp
 from ._errors import (
@@ -48,6 +49,7 @@ __all__ = [
     "BackendUnavailableError",
     "Channel",
     "ChannelClosedError",
+    "ClientFiles",
     "Comment",
     "EventStream",
     "EventStreamParser",
@@ -63,6 +65,7 @@ __all__ = [
     "SubscriptionClosedError",
     "UnsafeConcurrencyError",
     "WsgisseError",
+    "client_source",
     "last_event_id",
     "metrics_app",
     "shutdown",

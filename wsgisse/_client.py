@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from typing import TYPE_CHECKING, Final
 
@@ -44,7 +43,7 @@ def client_source(name: str = "wsgisse.js") -> bytes:
     """
     if name not in CLIENT_FILES:
         raise LookupError(f"no client file {name!r}; there are {sorted(CLIENT_FILES)}")
-    return files("wsgisse").joinpath("static", name).read_bytes()
+    return files("wsgisse").joinpath("static").joinpath(name).read_bytes()
 
 
 def classic_script(module: str) -> str:
@@ -59,7 +58,7 @@ def classic_script(module: str) -> str:
     body = re.sub(r"^export (const|class|function) ", r"\1 ", body, flags=re.MULTILINE)
     body = re.sub(
         r"^const SCRIPT_URL = .*$",
-        "const SCRIPT_URL = typeof document !== \"undefined\" && document.currentScript\n"
+        'const SCRIPT_URL = typeof document !== "undefined" && document.currentScript\n'
         "  ? document.currentScript.src\n"
         "  : String(globalThis.location && globalThis.location.href);",
         body,
@@ -85,7 +84,7 @@ def client_file(environ: WSGIEnvironment) -> str | None:
     return name if name in CLIENT_FILES else None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _loaded(name: str) -> tuple[bytes, str]:
     body = client_source(name)
     return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -140,10 +139,10 @@ def _answer(
     return [body]
 
 
-if __name__ == "__main__":
-    # `make js`: write the classic build next to the module.
-    target = files("wsgisse").joinpath("static", "wsgisse.global.js")
+def write_classic_script() -> str:
+    """Write ``wsgisse.global.js`` from ``wsgisse.js`` (``make js``); return its path."""
+    target = str(files("wsgisse").joinpath("static").joinpath("wsgisse.global.js"))
     source = client_source("wsgisse.js").decode()
-    with open(str(target), "w", encoding="utf-8", newline="\n") as out:
+    with open(target, "w", encoding="utf-8", newline="\n") as out:
         out.write(classic_script(source))
-    sys.stdout.write(f"wrote {target}\n")
+    return target

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _lifecycle
 from ._channel import Channel, Subscription
+from ._client import ClientFiles, client_file
 from ._cors import CORS
 from ._direct import direct_writer
 from ._errors import ChannelClosedError
@@ -47,6 +48,8 @@ log = logging.getLogger("wsgisse")
 Decision = bool | str | int | None
 Authorizer = Callable[["WSGIEnvironment", tuple[str, ...]], Decision]
 ChannelSource = Channel | Mapping[str, Channel] | Callable[[str], Channel | None]
+
+_CLIENT_FILES = ClientFiles()
 
 _STATUS = {
     204: "204 No Content",
@@ -179,6 +182,9 @@ class SSEApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one stream request (or its CORS preflight)."""
+        if client_file(environ) is not None:
+            # .../wsgisse.js: the browser client, served next to the stream (_client.py).
+            return _CLIENT_FILES(environ, start_response)
         cors_headers: list[tuple[str, str]] = []
         try:
             request_origin = origin(environ)

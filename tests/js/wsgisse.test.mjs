@@ -76,7 +76,8 @@ test("a composite id decodes to each channel's position, as the server encodes i
 
 test("the channel of a multiplexed event is the one whose position moved", () => {
   assert.equal(channelOf("news=1&alerts=", "news=1&alerts=7"), "alerts");
-  assert.equal(channelOf("", "news=1&alerts="), null);
+  assert.equal(channelOf("", "news=1&alerts="), "news");
+  assert.equal(channelOf("", "news=1&alerts=2"), null);
   assert.equal(channelOf("", "news=1"), "news");
   assert.equal(channelOf("news=1", "plain-id"), null);
 });

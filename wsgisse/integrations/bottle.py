@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import bottle
 
-from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse import Channel, ClientFiles, ServerSentEvent, SSEApp, stream_response
 from wsgisse._wsgi import call_app
 
 if TYPE_CHECKING:
@@ -113,6 +113,9 @@ class SSEPlugin:
                 )
         if self.path is not None:
             app.route(self.path, "GET", self._serve_channel, name=self.name)
+            # The browser client next to the stream: /events/wsgisse.js.
+            client = self.path.rstrip("/") + r"/<name:re:wsgisse\.(?:js|global\.js|d\.ts)>"
+            app.route(client, "GET", self._serve_client, name="wsgisse_client")
 
     def apply(self, callback: Callable[..., Any], route: Any) -> Callable[..., Any]:
         """Stream what ``callback`` returns if its route was declared with ``sse=True``."""
@@ -157,6 +160,9 @@ class SSEPlugin:
 
     def _serve_channel(self) -> Iterable[bytes]:
         return self._respond(self.endpoint)
+
+    def _serve_client(self, name: str) -> Iterable[bytes]:
+        return self._respond(ClientFiles())
 
     def _respond(self, wsgi_app: Callable[[Any, Any], Iterable[bytes]]) -> Iterable[bytes]:
         """Run a wsgisse WSGI answer and carry it into Bottle's response.

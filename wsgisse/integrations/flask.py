@@ -67,7 +67,8 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, current_app, request
 
-from wsgisse import CORS, Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse import CORS, Channel, ClientFiles, ServerSentEvent, SSEApp, stream_response
+from wsgisse._client import CLIENT_FILES
 from wsgisse._wsgi import call_app
 
 if TYPE_CHECKING:
@@ -94,6 +95,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 
 #: The endpoint name of the stream route, for ``url_for("wsgisse_events")``.
 ENDPOINT = "wsgisse_events"
+#: The endpoint of the browser client's files, served next to the stream route:
+#: ``url_for("wsgisse_client", name="wsgisse.js")`` is ``/events/wsgisse.js``.
+CLIENT_ENDPOINT = "wsgisse_client"
 
 #: An authorization hook for Flask: called inside the request context (so it may read
 #: ``flask.request``, ``flask.session``, ``flask.g``) with the channel names asked for;
@@ -181,6 +185,9 @@ class SSE:
         url = config["WSGISSE_URL"]
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
+            names = ",".join(f"'{name}'" for name in CLIENT_FILES)
+            client = f"{url.rstrip('/')}/<any({names}):name>"
+            app.add_url_rule(client, CLIENT_ENDPOINT, _serve_client, methods=["GET"])
 
     @property
     def channel(self) -> Channel:
@@ -298,6 +305,11 @@ def _state() -> SSEState:
 def _serve_channel() -> Response:
     """The view of the stream route: the current app's channel, resumed from Last-Event-ID."""
     return _respond(_state().endpoint)
+
+
+def _serve_client(name: str) -> Response:
+    """The view of the browser client's files (``/events/wsgisse.js``)."""
+    return _respond(ClientFiles())
 
 
 def _respond(wsgi_app: Callable[[WSGIEnvironment, Any], Iterable[bytes]]) -> Response:

@@ -86,13 +86,15 @@ export function decodePosition(id) {
 
 /**
  * The channel an event of a multiplexed stream came from: the one whose position moved
- * between the previous composite id and this one (`null` when none or several did).
+ * between the previous composite id and this one, a channel absent before being at ""
+ * (no event yet). `null` when none or several moved: the first event of a fresh stream
+ * whose channels already held events cannot be told apart.
  */
 export function channelOf(previousId, id) {
   const before = decodePosition(previousId) || {};
   const after = decodePosition(id);
   if (after === null) return null;
-  const moved = Object.keys(after).filter((name) => after[name] !== before[name]);
+  const moved = Object.keys(after).filter((name) => after[name] !== (before[name] ?? ""));
   return moved.length === 1 ? moved[0] : null;
 }
 
