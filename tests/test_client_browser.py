@@ -11,11 +11,19 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from _browser import wait_for_js
+from _client_checks import (
+    check_bad_gateway,
+    check_history_lost,
+    check_multiplexed,
+    check_no_content,
+    check_revoked,
+    check_tabs,
+)
 from _servers import LIVE_DIR, ServerProcess, gunicorn_gevent
 from conftest import StartServer
 from playwright.sync_api import Browser, BrowserContext, Page
@@ -112,11 +120,10 @@ def test_twelve_tabs_receive_every_event_over_one_shared_worker_connection(
     wait_received(pages[1:], 21)
     assert get(server, "/stats")["connected"] == 1
     expected = [f"e{n}" for n in range(20)] + ["late"]
-    for page in pages[1:]:
-        seen = tab(page)
-        assert seen["sharing"] == "worker"
-        assert seen["received"] == expected
-        assert seen["ids"][:20] == ids
+    snapshots = [tab(page) for page in pages[1:]]
+    check_tabs(snapshots, expected, "worker")
+    assert all(seen["ids"][:20] == ids for seen in snapshots)
+    assert get(server, "/stats")["requests"]["tabs"] == 1
 
 
 def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothing(
@@ -138,69 +145,29 @@ def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothi
     wait_received(rest, 11)
     expected = [f"a{n}" for n in range(5)] + [f"b{n}" for n in range(5)] + ["c"]
     snapshots = [tab(page) for page in rest]
-    assert [s["received"] for s in snapshots] == [expected] * len(rest)
+    check_tabs(snapshots, expected, "lock")
     assert sum(s["leading"] for s in snapshots) == 1
-    assert all(s["sharing"] == "lock" for s in snapshots)
+    assert get(server, "/stats")["requests"]["tabs"] == 2  # The first leader's, the second's.
     wait_connected(server, 1)
 
 
-def test_after_a_proxy_answers_502_it_recovers_and_loses_nothing(
-    server: ServerProcess, browser_page: Page
+@pytest.mark.parametrize(
+    ("name", "check"),
+    [
+        ("badGateway", check_bad_gateway),
+        ("revoked", check_revoked),
+        ("noContent", check_no_content),
+        ("historyLost", check_history_lost),
+        ("multiplexed", check_multiplexed),
+    ],
+)
+def test_one_tab_scenario(
+    server: ServerProcess, browser_page: Page, name: str, check: Callable[[Any], None]
 ) -> None:
+    """502 then recovery, revoked, 204, history lost, two channels (_client_checks.py)."""
     browser_page.goto(server.url + "/")
     wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
-    seen = scenario(browser_page, "badGateway")
-    assert seen["received"] == ["before", "in-flight", "while-down", "after"]
-    assert seen["readyState"] == 1
-    assert seen["opens"] == 2
-    assert seen["errors"] >= 3  # One per failed attempt, as a native EventSource fires.
-    assert seen["nativeReadyState"] == 2  # The control: a bare EventSource gave up.
-    assert get(server, "/stats")["bad_gateway"] >= 3
-
-
-def test_revoked_the_source_stops_and_never_asks_again(
-    server: ServerProcess, browser_page: Page
-) -> None:
-    browser_page.goto(server.url + "/")
-    wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
-    seen = scenario(browser_page, "revoked")
-    assert seen["received"] == ["r1"]
-    assert seen["ends"] == ["revoked"]
-    assert (seen["readyState"], seen["closedReason"]) == (2, "revoked")
-    assert seen["requestsAtClose"] == seen["requestsLater"] == 1
-
-
-def test_a_204_stops_it_for_good(server: ServerProcess, browser_page: Page) -> None:
-    browser_page.goto(server.url + "/")
-    wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
-    seen = scenario(browser_page, "noContent")
-    assert (seen["readyState"], seen["closedReason"]) == (2, "no-content")
-    assert seen["requests"] == 1
-    assert seen["opens"] == 0
-
-
-def test_history_lost_runs_the_callback_and_the_stream_goes_on(
-    server: ServerProcess, browser_page: Page
-) -> None:
-    browser_page.goto(server.url + "/")
-    wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
-    seen = scenario(browser_page, "historyLost")
-    assert [info["lastEventId"] for info in seen["lost"]] == ["no-such-id"]
-    assert seen["received"] == ["h1"]
-
-
-def test_two_channels_over_one_stream_name_each_event_s_channel(
-    server: ServerProcess, browser_page: Page
-) -> None:
-    browser_page.goto(server.url + "/")
-    wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
-    seen = scenario(browser_page, "multiplexed")
-    # The multiplexed stream reads its channels in turn: no order between channels.
-    assert dict(zip(seen["received"], seen["channels"], strict=True)) == {
-        "m-alert": "alerts",
-        "m-news": "news",
-    }
-    assert set(seen["positions"]) == {"news", "alerts"}
+    check(scenario(browser_page, name))
 
 
 def test_the_classic_script_build_works_as_a_plain_script_tag(

@@ -120,9 +120,10 @@ export async function historyLost() {
 export async function multiplexed() {
   const rec = open("multi", "/events?user=multi", { channels: ["news", "alerts"] });
   await until(() => rec.opens === 1, "open");
-  await post("/publish?channel=alerts&data=m-alert");
-  await post("/publish?channel=news&data=m-news");
-  await until(() => rec.received.includes("m-news"), "both");
+  for (const [channel, data] of [["alerts", "m1"], ["news", "m2"], ["alerts", "m3"]]) {
+    await post(`/publish?channel=${channel}&data=${data}`);
+    await until(() => rec.received.includes(data), data);
+  }
   rec.source.close();
   return snapshot("multi");
 }
@@ -148,11 +149,13 @@ export async function framesShared(count = 12, share = true) {
   await until(() => made.every((f) => tabSnapshot(f).readyState === 1), "every tab open");
   await post("/publish?data=s&count=10");
   await until(() => made.every((f) => tabSnapshot(f).received.length >= 10), "every tab got 10");
-  const connected = (await stats()).connected;
+  // Streams closed by earlier scenarios are noticed at the server's next heartbeat.
+  await until(async () => (await stats()).connected === 1, "one stream on the server");
   await sleep(300); // Anything repeated would arrive now.
+  const { connected, requests } = await stats();
   const tabs = made.map(tabSnapshot);
   for (const frame of made) frame.remove();
-  return { connected, tabs };
+  return { connected, requests: requests.tabs, tabs };
 }
 
 export async function framesHandover(count = 4) {
@@ -170,6 +173,7 @@ export async function framesHandover(count = 4) {
   await post("/publish?data=c");
   await until(() => rest.every((f) => tabSnapshot(f).received.length >= 7), "the rest got 7");
   await sleep(300);
+  await until(async () => (await stats()).connected === 1, "one stream on the server");
   const connected = (await stats()).connected;
   const tabs = rest.map(tabSnapshot);
   for (const frame of rest) frame.remove();
