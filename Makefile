@@ -141,10 +141,11 @@ typecheck: $(DEV_STAMP)
 pytest: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The browser client (issue 14): its pure parts under Node's own test runner.
+# The browser client (issue 14): its pure parts and its reconnection loop under Node's own
+# test runner (each test bounded: a failed assertion must not leave a retry loop running).
 .PHONY: jstest js
 jstest:
-	node --test tests/js/
+	node --test --test-timeout=30000 tests/js/
 
 js: $(DEV_STAMP)
 	$(BIN)/python -c 'import wsgisse._client as c; print("wrote", c.write_classic_script())'

@@ -40,6 +40,8 @@ export interface WsgisseEventSourceInit {
   backoff?: BackoffOptions;
   /** Where wsgisse.js is served, for the shared worker, when it is bundled. */
   workerUrl?: string | URL;
+  /** Silence, in ms, after which the stream counts as dead and reconnects (45000; 0: never). */
+  idleTimeout?: number;
   /** How long a new leader tab waits for the others' last ids, in ms (default 500). */
   handoverWait?: number;
   fetch?: typeof fetch;

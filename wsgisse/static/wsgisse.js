@@ -305,21 +305,43 @@ class Connection {
         if (event.type === END_EVENT && endReason(event.data) === "revoked") this.close("revoked");
       },
     });
+    // A connection that died without a FIN (a sleeping laptop, a NAT that forgot it)
+    // never ends by itself: wsgisse writes a heartbeat comment every 15 s by default, so
+    // silence for `idleTimeout` (45 s) means the stream is gone. 0 disables it.
+    const idle = this.options.idleTimeout ?? 45000;
+    let watchdog = null;
+    const arm = () => {
+      if (!idle) return;
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => reader.cancel().catch(() => {}), idle);
+    };
     try {
+      arm();
       for (;;) {
         const { value, done } = await reader.read();
         if (done || this._closed) break;
+        arm();
         parser.feed(decoder.decode(value, { stream: true }));
       }
     } finally {
+      clearTimeout(watchdog);
       reader.cancel().catch(() => {});
     }
   }
 
+  // Wait `ms`, or less: close() ends the wait, and so does the network coming back.
   _sleep(ms) {
     return new Promise((resolve) => {
-      this._wake = resolve;
-      setTimeout(resolve, ms);
+      let timer = null;
+      const done = () => {
+        clearTimeout(timer);
+        if (globalThis.removeEventListener) globalThis.removeEventListener("online", done);
+        this._wake = null;
+        resolve();
+      };
+      this._wake = done;
+      timer = setTimeout(done, ms);
+      if (globalThis.addEventListener) globalThis.addEventListener("online", done);
     });
   }
 }
@@ -335,8 +357,9 @@ const HANDLERS = ["open", "message", "error"];
  * Options: `withCredentials`; `channels` (names, multiplexed over one stream);
  * `lastEventId` (resume from it); `share` (`true`: one connection for every tab of the
  * origin; `"worker"` or `"lock"` to choose how); `onHistoryLost(info, event)`;
- * `onEnd(reason, event)`; `backoff` (`{min, max}` ms); `workerUrl` (where this script is
- * served, for a shared worker, when it is bundled); `fetch`.
+ * `onEnd(reason, event)`; `backoff` (`{min, max}` ms); `idleTimeout` (ms of silence
+ * before the stream counts as dead); `workerUrl` (where this script is served, for a
+ * shared worker, when it is bundled); `handoverWait`; `fetch`.
  */
 export class WsgisseEventSource extends EventTarget {
   constructor(url, options = {}) {
@@ -364,6 +387,7 @@ export class WsgisseEventSource extends EventTarget {
       withCredentials: this.withCredentials,
       lastEventId: this.lastEventId,
       backoff: options.backoff,
+      idleTimeout: options.idleTimeout,
     };
     const mode = pickSharing(options.share);
     if (mode === "worker") this._hub = new WorkerHub(this, wire, options);
@@ -473,13 +497,19 @@ class WorkerHub {
       else if (data.kind === "state") source._state(data.readyState, data.reason);
     };
     this.port.start();
-    this.port.postMessage({ kind: "join", wire });
+    this._join = (event) => {
+      // Back from the back/forward cache: join again (the stream may have moved on).
+      if (!event || event.persisted) this.port.postMessage({ kind: "join", wire: { ...wire, lastEventId: source.lastEventId } });
+    };
     this._leave = () => this.port.postMessage({ kind: "leave" });
+    this._join();
     globalThis.addEventListener("pagehide", this._leave);
+    globalThis.addEventListener("pageshow", this._join);
   }
 
   close() {
     globalThis.removeEventListener("pagehide", this._leave);
+    globalThis.removeEventListener("pageshow", this._join);
     this._leave();
     this.port.close();
   }
@@ -510,7 +540,6 @@ function runSharedWorker(scope) {
         }
       } else if (data.kind === "leave") {
         ports.delete(port);
-        port.close();
         if (ports.size === 0 && connection) {
           // No tab left: close without telling anyone; a tab that comes later reopens.
           const last = connection;
@@ -563,7 +592,8 @@ class LockHub {
       // Even once leading: a late event of the last leader is new here or dropped by id.
       this.source._deliver(data.event);
     } else if (data.kind === "state") {
-      if (!this.leading) this.source._state(data.readyState, data.reason);
+      // A leader's "stop for good" stands even if this tab was just handed the lock.
+      if (!this.leading || data.readyState === CLOSED) this.source._state(data.readyState, data.reason);
     } else if (data.kind === "hello") {
       if (this.leading && this.connection) this.channel.postMessage({ kind: "state", readyState: this.connection.readyState });
     } else if (data.kind === "who") {
