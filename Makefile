@@ -36,7 +36,9 @@ SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:cad
 TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/test_infrastructure.py tests/live/_runner.py tests/live/apps.py \
 	tests/live/run_gevent.py tests/live/run_werkzeug.py \
-	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py
+	tests/_proxies.py tests/test_deploy.py tests/live/deploy_app.py \
+	tests/_client_checks.py tests/test_client.py tests/test_client_browser.py \
+	tests/test_client_firefox.py tests/live/client_app.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
