@@ -49,6 +49,12 @@ def check_multiplexed(seen: dict[str, Any]) -> None:
     assert set(seen["positions"]) == {"news", "alerts"}
 
 
+def check_worker_fallback(seen: dict[str, Any]) -> None:
+    """A shared worker that cannot start: the tab shares by leader election instead."""
+    assert seen["received"] == ["f1"], seen
+    assert seen["sharing"] == "lock"
+
+
 def check_tabs(tabs: list[dict[str, Any]], expected: list[str], sharing: str) -> None:
     """Every tab received exactly ``expected``: nothing lost, nothing repeated."""
     for number, tab in enumerate(tabs):

@@ -23,6 +23,7 @@ from _client_checks import (
     check_no_content,
     check_revoked,
     check_tabs,
+    check_worker_fallback,
 )
 from _servers import LIVE_DIR, ServerProcess, gunicorn_gevent
 from conftest import StartServer
@@ -159,6 +160,7 @@ def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothi
         ("noContent", check_no_content),
         ("historyLost", check_history_lost),
         ("multiplexed", check_multiplexed),
+        ("workerFallback", check_worker_fallback),
     ],
 )
 def test_one_tab_scenario(

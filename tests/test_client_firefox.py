@@ -28,6 +28,7 @@ from _client_checks import (
     check_no_content,
     check_revoked,
     check_tabs,
+    check_worker_fallback,
 )
 from _servers import LIVE_DIR, ServerProcess, find_program, gunicorn_gevent
 
@@ -165,3 +166,9 @@ def test_firefox_history_lost_runs_the_callback(report: dict[str, Any]) -> None:
 
 def test_firefox_two_channels_over_one_stream(report: dict[str, Any]) -> None:
     check_multiplexed(scenario(report, "multiplexed"))
+
+
+def test_firefox_falls_back_to_web_locks_when_the_worker_cannot_start(
+    report: dict[str, Any],
+) -> None:
+    check_worker_fallback(scenario(report, "workerFallback"))

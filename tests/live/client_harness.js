@@ -128,6 +128,16 @@ export async function multiplexed() {
   return snapshot("multi");
 }
 
+// The shared worker cannot start (its script is missing): the tab shares by Web Locks.
+export async function workerFallback() {
+  const rec = open("fallback", "/events?channel=news&user=fallback", { share: true, workerUrl: "/no-such-worker.js" });
+  await until(() => rec.opens === 1, "open");
+  await post("/publish?data=f1");
+  await until(() => rec.received.includes("f1"), "f1");
+  rec.source.close();
+  return snapshot("fallback");
+}
+
 // Same-origin iframes stand in for tabs where no driver opens tabs (Firefox).
 async function frames(count) {
   const made = [];
@@ -182,7 +192,7 @@ export async function framesHandover(count = 4) {
 
 export async function runAll() {
   const report = {};
-  const scenarios = { badGateway, revoked, noContent, historyLost, multiplexed, framesShared, framesHandover };
+  const scenarios = { badGateway, revoked, noContent, historyLost, multiplexed, workerFallback, framesShared, framesHandover };
   for (const [name, scenario] of Object.entries(scenarios)) {
     try {
       report[name] = await scenario();

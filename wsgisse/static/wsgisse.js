@@ -389,11 +389,28 @@ export class WsgisseEventSource extends EventTarget {
       backoff: options.backoff,
       idleTimeout: options.idleTimeout,
     };
-    const mode = pickSharing(options.share);
-    if (mode === "worker") this._hub = new WorkerHub(this, wire, options);
-    else if (mode === "lock") this._hub = new LockHub(this, wire, options);
-    else this._hub = new LocalHub(this, wire, options);
-    this.sharing = mode;
+    this._wire = wire;
+    this._startHub(pickSharing(options.share));
+  }
+
+  _startHub(mode) {
+    const Hub = { worker: WorkerHub, lock: LockHub, none: LocalHub }[mode];
+    try {
+      this._hub = new Hub(this, { ...this._wire, lastEventId: this.lastEventId }, this._options);
+      this.sharing = mode;
+    } catch (error) {
+      if (mode === "none") throw error;
+      this._startHub(mode === "worker" && canLock() ? "lock" : "none");
+    }
+  }
+
+  // The shared worker did not start (a content security policy without worker-src, a
+  // bundled copy without `workerUrl`): share by leader election instead.
+  _workerFailed(hub) {
+    if (this._hub !== hub) return;
+    this._hub = null;
+    hub.close();
+    this._startHub(canLock() ? "lock" : "none");
   }
 
   static CONNECTING = CONNECTING;
@@ -460,13 +477,15 @@ export class WsgisseEventSource extends EventTarget {
   }
 }
 
+function canLock() {
+  return typeof BroadcastChannel === "function" && Boolean(globalThis.navigator && navigator.locks);
+}
+
 function pickSharing(share) {
   if (!share) return "none";
   const canWorker = typeof SharedWorker === "function";
-  const canLock = typeof BroadcastChannel === "function" && Boolean(globalThis.navigator && navigator.locks);
-  if (share === "worker") return canWorker ? "worker" : canLock ? "lock" : "none";
-  if (share === "lock") return canLock ? "lock" : "none";
-  return canWorker ? "worker" : canLock ? "lock" : "none";
+  if (share === "lock") return canLock() ? "lock" : "none";
+  return canWorker ? "worker" : canLock() ? "lock" : "none";
 }
 
 // A connection of the page's own (no sharing).
@@ -492,7 +511,12 @@ class WorkerHub {
     const key = shareKey(wire.url, wire.withCredentials);
     this.worker = new SharedWorker(options.workerUrl || SCRIPT_URL, { name: key, type: SCRIPT_TYPE });
     this.port = this.worker.port;
+    this.heard = false;
+    this.worker.addEventListener("error", () => {
+      if (!this.heard) source._workerFailed(this);
+    });
     this.port.onmessage = ({ data }) => {
+      this.heard = true;
       if (data.kind === "event") source._deliver(data.event);
       else if (data.kind === "state") source._state(data.readyState, data.reason);
     };
