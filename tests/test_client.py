@@ -83,6 +83,7 @@ def test_each_file_is_served_with_its_type_an_etag_and_revalidation(name: str) -
     assert response.status_code == 200
     assert response.headers["Content-Type"] == CLIENT_FILES[name]
     assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert response.data == wsgisse.client_source(name)
     etag = response.headers["ETag"]
     assert re.fullmatch(r'"[0-9a-f]{32}"', etag)

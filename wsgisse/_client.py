@@ -95,8 +95,9 @@ class ClientFiles:
 
     Mount it anywhere (``/static/wsgisse/`` -> ``/static/wsgisse/wsgisse.js``). GET and
     HEAD are answered with the file, ``Content-Type: text/javascript; charset=utf-8``, a
-    strong ``ETag`` and ``Cache-Control: no-cache``; a matching ``If-None-Match`` gets
-    ``304``; an unknown name ``404``; another method ``405``.
+    strong ``ETag``, ``Cache-Control: no-cache`` and ``Access-Control-Allow-Origin: *``
+    (the code is public; a module script of another origin needs it); a matching
+    ``If-None-Match`` gets ``304``; an unknown name ``404``; another method ``405``.
     """
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -110,7 +111,13 @@ class ClientFiles:
                 start_response, "405 Method Not Allowed", b"GET or HEAD\n", [("Allow", "GET, HEAD")]
             )
         body, etag = _loaded(name)
-        headers = [("ETag", etag), ("Cache-Control", _CACHE_CONTROL)]
+        headers = [
+            ("ETag", etag),
+            ("Cache-Control", _CACHE_CONTROL),
+            # Public code, the same for everyone: a page of another origin may import it
+            # (module scripts are fetched with CORS).
+            ("Access-Control-Allow-Origin", "*"),
+        ]
         wanted = str(environ.get("HTTP_IF_NONE_MATCH", ""))
         if etag in (tag.strip() for tag in wanted.split(",")) or wanted.strip() == "*":
             start_response("304 Not Modified", headers)
