@@ -18,6 +18,14 @@ def check_bad_gateway(seen: dict[str, Any]) -> None:
     assert seen["nativeReadyState"] == 2  # The control: a bare EventSource gave up.
 
 
+def check_capacity(seen: dict[str, Any]) -> None:
+    """Refused for capacity: it came back as told until it got in."""
+    assert seen["received"] == ["c1"], seen
+    assert len(seen["ends"]) >= 2
+    assert set(seen["ends"]) == {"capacity"}
+    assert seen["closedReason"] == "closed"  # Closed by the scenario at the end, not before.
+
+
 def check_revoked(seen: dict[str, Any]) -> None:
     """Revoked: the source stops, and never asks again."""
     assert seen["received"] == ["r1"], seen

@@ -18,6 +18,7 @@ import pytest
 from _browser import wait_for_js
 from _client_checks import (
     check_bad_gateway,
+    check_capacity,
     check_history_lost,
     check_multiplexed,
     check_no_content,
@@ -156,6 +157,7 @@ def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothi
     ("name", "check"),
     [
         ("badGateway", check_bad_gateway),
+        ("capacity", check_capacity),
         ("revoked", check_revoked),
         ("noContent", check_no_content),
         ("historyLost", check_history_lost),
@@ -166,7 +168,8 @@ def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothi
 def test_one_tab_scenario(
     server: ServerProcess, browser_page: Page, name: str, check: Callable[[Any], None]
 ) -> None:
-    """502 then recovery, revoked, 204, history lost, two channels (_client_checks.py)."""
+    """502 then recovery, capacity, revoked, 204, history lost, two channels, a worker that
+    cannot start (the checks are in _client_checks.py)."""
     browser_page.goto(server.url + "/")
     wait_for_js(browser_page, "window.harnessReady === true", timeout=WAIT)
     check(scenario(browser_page, name))

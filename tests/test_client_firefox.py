@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from _client_checks import (
     check_bad_gateway,
+    check_capacity,
     check_history_lost,
     check_multiplexed,
     check_no_content,
@@ -150,6 +151,10 @@ def test_firefox_the_leader_tab_goes_and_no_tab_loses_or_repeats_an_event(
 
 def test_firefox_recovers_from_502_and_loses_nothing(report: dict[str, Any]) -> None:
     check_bad_gateway(scenario(report, "badGateway"))
+
+
+def test_firefox_refused_for_capacity_comes_back_as_told(report: dict[str, Any]) -> None:
+    check_capacity(scenario(report, "capacity"))
 
 
 def test_firefox_revoked_stops(report: dict[str, Any]) -> None:

@@ -13,6 +13,9 @@ tab; ``GET /firefox`` the page that runs every scenario by itself and posts the 
     The same channels behind a front that answers ``502 Bad Gateway`` while it is down
     (``POST /flaky/down``, ``POST /flaky/up``), as a proxy does while its backend
     restarts; going down cuts the streams open through it, and loses the chunk in flight.
+``GET /capped/events?...``
+    The same channels, one stream at a time: the next one is refused for capacity (a 200
+    stream holding only ``wsgisse-end`` reason ``capacity`` and ``retry: 300``-``600``).
 ``POST /publish?channel=C&data=D&count=N``
     Publishes N events (data ``D0``.. or ``D`` when N is 1); JSON ``{"ids": [...]}``.
 ``POST /revoke?user=U``
@@ -60,6 +63,8 @@ def authorize(environ: WSGIEnvironment, names: tuple[str, ...]) -> bool | str | 
 
 OPTIONS: dict[str, Any] = {"retry": 200, "heartbeat": 0.3, "authorize": authorize}
 flaky = wsgisse.SSEApp(channels, direct_writes=False, **OPTIONS)
+# One stream at a time; the next is told to come back in 300-600 ms.
+capped = wsgisse.SSEApp(channels, max_connections=1, capacity_retry=300, **OPTIONS)
 
 
 class _Cut:
@@ -118,6 +123,8 @@ def site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
             )
             return [body]
         return _Cut(flaky(environ, start_response))
+    if path == "/capped/events":
+        return capped(environ, start_response)
     if method == "POST" and path == "/publish":
         count = int(query.get("count", "1"))
         data = query.get("data", "e")
@@ -135,6 +142,7 @@ def site(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
         stats = {
             "connected": middleware.endpoint.connected,
             "flaky_connected": flaky.connected,
+            "capped_connected": capped.connected,
             "requests": dict(requests),
             "bad_gateway": state["bad_gateway"],
         }

@@ -85,6 +85,20 @@ export async function badGateway() {
   return result;
 }
 
+// Refused for capacity: it comes back as told, again and again, until a slot frees.
+export async function capacity() {
+  const first = open("first", "/capped/events?channel=news&user=first");
+  await until(() => first.opens === 1, "the first open");
+  const rec = open("capped", "/capped/events?channel=news&user=capped");
+  await until(() => rec.ends.length >= 2, "two refusals");
+  first.source.close();
+  await until(() => rec.source.readyState === 1 && rec.opens > rec.ends.length, "a slot");
+  await post("/publish?data=c1");
+  await until(() => rec.received.includes("c1"), "c1");
+  rec.source.close();
+  return snapshot("capped");
+}
+
 // Revoked: the source stops, and never asks again.
 export async function revoked() {
   const rec = open("revoked", "/events?channel=news&user=alice");
@@ -192,7 +206,7 @@ export async function framesHandover(count = 4) {
 
 export async function runAll() {
   const report = {};
-  const scenarios = { badGateway, revoked, noContent, historyLost, multiplexed, workerFallback, framesShared, framesHandover };
+  const scenarios = { badGateway, capacity, revoked, noContent, historyLost, multiplexed, workerFallback, framesShared, framesHandover };
   for (const [name, scenario] of Object.entries(scenarios)) {
     try {
       report[name] = await scenario();

@@ -556,8 +556,11 @@ function runSharedWorker(scope) {
     port.onmessage = ({ data }) => {
       if (data.kind === "join") {
         ports.add(port);
-        if (lastState.readyState !== CONNECTING) port.postMessage(lastState);
+        if (lastState.readyState === OPEN) port.postMessage(lastState);
         if (connection === null || connection.readyState === CLOSED) {
+          // A tab that comes after a stop for good (revoked, 204) tries afresh: its user
+          // may have signed in again.
+          lastState = { kind: "state", readyState: CONNECTING };
           connection = new Connection(data.wire.url, { ...data.wire, lastEventId: connection ? connection.lastEventId : data.wire.lastEventId }, {
             event: (event) => send({ kind: "event", event }),
             state: (readyState, reason) => {
