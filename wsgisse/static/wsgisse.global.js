@@ -444,6 +444,11 @@ class WsgisseEventSource extends EventTarget {
     const channel = channels.length === 1 ? channels[0] : channelOf(this._previousId, event.lastEventId);
     if (event.hasId) this._previousId = event.lastEventId;
     this.lastEventId = event.lastEventId;
+    if (event.type === END_EVENT && endReason(event.data) === "revoked") {
+      // Stopped already for the listeners and onEnd; the connection closes right after.
+      this.readyState = CLOSED;
+      this.closedReason = "revoked";
+    }
     const message = new MessageEvent(event.type, {
       data: event.data,
       lastEventId: event.lastEventId,
