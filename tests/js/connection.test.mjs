@@ -166,3 +166,21 @@ test("close() stops every retry", async () => {
   assert.equal(calls.length, made);
   assert.equal(source.closedReason, "closed");
 });
+
+test("an id without data moves the resume point, and names where a multiplexed stream starts", async () => {
+  const { fetch, calls } = scripted([
+    { text: "retry: 5\nid: news=5&alerts=\n\nid: news=5&alerts=1\ndata: x\n\nid: news=6&alerts=1\n\n" },
+    { text: "", open: true },
+  ]);
+  const source = new WsgisseEventSource("http://h.test/events", { ...fast, fetch, channels: ["news", "alerts"] });
+  try {
+    const channels = [];
+    source.onmessage = (event) => channels.push(event.channel);
+    await until(() => calls.length === 2, "the reconnection");
+    assert.deepEqual(channels, ["alerts"]);
+    assert.equal(calls[1].url.searchParams.get("lastEventId"), "news=6&alerts=1");
+    assert.deepEqual(source.positions, { news: "6", alerts: "1" });
+  } finally {
+    source.close();
+  }
+});

@@ -130,7 +130,11 @@ test("lines end at CR, LF and CRLF, even a CRLF split across chunks", () => {
 });
 
 test("an id with NUL is ignored, an empty id resets, an id alone moves lastEventId", () => {
-  const { events, parser } = parse(["id: 1\0\ndata: a\n\n", "id\ndata: b\n\n", "id: 9\n\n"], "0");
+  const ids = [];
+  const events = [];
+  const parser = new EventStreamParser({ lastEventId: "0", onEvent: (e) => events.push(e), onId: (id) => ids.push(id) });
+  for (const chunk of ["id: 1\0\ndata: a\n\n", "id\ndata: b\n\n", "id: 9\n\n", "\n"]) parser.feed(chunk);
+  assert.deepEqual(ids, ["9"]);
   assert.deepEqual(
     events.map((e) => [e.lastEventId, e.hasId]),
     [

@@ -114,7 +114,12 @@ export interface ParsedEvent {
 }
 
 export declare class EventStreamParser {
-  constructor(options: { onEvent: (event: ParsedEvent) => void; onRetry?: (ms: number) => void; lastEventId?: string });
+  constructor(options: {
+    onEvent: (event: ParsedEvent) => void;
+    onRetry?: (ms: number) => void;
+    onId?: (id: string) => void;
+    lastEventId?: string;
+  });
   lastEventId: string;
   feed(text: string): void;
 }

@@ -150,13 +150,15 @@ class SeenIds {
  * An event-stream parser following the HTML standard (§9.2.6) step by step: fed text as
  * it arrives (decoded by a streaming TextDecoder, which also drops the BOM), it calls
  * `onEvent({type, data, lastEventId, hasId})` for each dispatched event and
- * `onRetry(ms)` for each valid retry field. Lines end at CR, LF or CRLF, even when a
+ * `onRetry(ms)` for each valid retry field, and `onId(id)` when a block with an id but no
+ * data moves the last event ID without an event. Lines end at CR, LF or CRLF, even when a
  * CRLF is split across chunks; an unterminated last event is never dispatched.
  */
 class EventStreamParser {
-  constructor({ onEvent, onRetry = () => {}, lastEventId = "" }) {
+  constructor({ onEvent, onRetry = () => {}, onId = () => {}, lastEventId = "" }) {
     this.onEvent = onEvent;
     this.onRetry = onRetry;
+    this.onId = onId;
     this.lastEventId = lastEventId;
     this._buffer = "";
     this._skipLF = false;
@@ -209,7 +211,12 @@ class EventStreamParser {
     this._data = [];
     this._type = "";
     this._hasId = false;
-    if (data.length === 0) return;
+    if (data.length === 0) {
+      // No event, but the last event ID moved all the same (§9.2.6 "dispatch the event",
+      // step 1): a reconnection resumes from it.
+      if (hasId) this.onId(this.lastEventId);
+      return;
+    }
     this.onEvent({ type: type || "message", data: data.join("\n"), lastEventId: this.lastEventId, hasId });
   }
 }
@@ -302,6 +309,11 @@ class Connection {
       lastEventId: this.lastEventId,
       onRetry: (ms) => {
         this.retry = ms;
+      },
+      onId: (id) => {
+        if (this._closed) return;
+        this.lastEventId = id;
+        this.sink.event({ type: null, data: "", lastEventId: id, hasId: true, idOnly: true });
       },
       onEvent: (event) => {
         if (this._closed) return;
@@ -439,6 +451,11 @@ class WsgisseEventSource extends EventTarget {
   // Called by the hub with each event the connection parsed.
   _deliver(event) {
     if (this._hub === null) return;
+    if (event.idOnly) {
+      // A position without an event (e.g. where a multiplexed stream starts).
+      this._previousId = this.lastEventId = event.lastEventId;
+      return;
+    }
     if (event.hasId && !this._seen.remember(event.lastEventId)) return; // A repeat.
     const channels = this._options.channels || [];
     const channel = channels.length === 1 ? channels[0] : channelOf(this._previousId, event.lastEventId);
