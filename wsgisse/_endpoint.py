@@ -49,8 +49,6 @@ Decision = bool | str | int | None
 Authorizer = Callable[["WSGIEnvironment", tuple[str, ...]], Decision]
 ChannelSource = Channel | Mapping[str, Channel] | Callable[[str], Channel | None]
 
-_CLIENT_FILES = ClientFiles()
-
 _STATUS = {
     204: "204 No Content",
     400: "400 Bad Request",
@@ -184,7 +182,7 @@ class SSEApp:
         """Answer one stream request (or its CORS preflight)."""
         if client_file(environ) is not None:
             # .../wsgisse.js: the browser client, served next to the stream (_client.py).
-            return _CLIENT_FILES(environ, start_response)
+            return ClientFiles()(environ, start_response)
         cors_headers: list[tuple[str, str]] = []
         try:
             request_origin = origin(environ)
