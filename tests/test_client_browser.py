@@ -9,6 +9,7 @@ exactly as a user's tabs do.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -59,6 +60,13 @@ def post(server: ServerProcess, path: str) -> Any:
     request = urllib.request.Request(server.url + path, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
+
+
+def publish_slowly(server: ServerProcess, prefix: str, count: int) -> None:
+    """Publish ``count`` events, one every 10 ms."""
+    for number in range(count):
+        post(server, f"/publish?data={prefix}{number}")
+        time.sleep(0.01)
 
 
 def wait_connected(server: ServerProcess, count: int) -> None:
@@ -139,13 +147,18 @@ def test_the_leader_tab_closes_and_another_takes_over_losing_and_repeating_nothi
     assert len(leaders) == 1
     rest = [page for page in pages if page is not leaders[0]]
 
-    # Publish while the leader goes: some events reach no tab through it.
-    leaders[0].close()
-    post(server, "/publish?data=b&count=5")
-    wait_received(rest, 10)
+    # Publish all the while the leader goes (one event every 10 ms from another thread):
+    # some reach the old leader and not every tab, some are published with no leader.
+    publisher = threading.Thread(target=publish_slowly, args=(server, "b", 40))
+    publisher.start()
+    try:
+        leaders[0].close()
+    finally:
+        publisher.join(timeout=WAIT)
+    wait_received(rest, 45)
     post(server, "/publish?data=c")
-    wait_received(rest, 11)
-    expected = [f"a{n}" for n in range(5)] + [f"b{n}" for n in range(5)] + ["c"]
+    wait_received(rest, 46)
+    expected = [f"a{n}" for n in range(5)] + [f"b{n}" for n in range(40)] + ["c"]
     snapshots = [tab(page) for page in rest]
     check_tabs(snapshots, expected, "lock")
     assert sum(s["leading"] for s in snapshots) == 1

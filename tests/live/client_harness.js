@@ -189,13 +189,21 @@ export async function framesHandover(count = 4) {
   await post("/publish?data=a&count=3");
   await until(() => made.every((f) => tabSnapshot(f).received.length >= 3), "every tab got 3");
   const leader = made.find((f) => tabSnapshot(f).leading);
+  // Publish all the while the leader goes: one event every 10 ms.
+  const publishing = (async () => {
+    for (let n = 0; n < 20; n += 1) {
+      await post(`/publish?data=b${n}`);
+      await sleep(10);
+    }
+  })();
+  await sleep(50);
   leader.remove();
-  await post("/publish?data=b&count=3");
+  await publishing;
   const rest = made.filter((f) => f !== leader);
-  await until(() => rest.every((f) => tabSnapshot(f).received.length >= 6), "the rest got 6");
+  await until(() => rest.every((f) => tabSnapshot(f).received.length >= 23), "the rest got 23");
   await until(() => rest.some((f) => tabSnapshot(f).leading), "a new leader");
   await post("/publish?data=c");
-  await until(() => rest.every((f) => tabSnapshot(f).received.length >= 7), "the rest got 7");
+  await until(() => rest.every((f) => tabSnapshot(f).received.length >= 24), "the rest got 24");
   await sleep(300);
   await until(async () => (await stats()).connected === 1, "one stream on the server");
   const connected = (await stats()).connected;
