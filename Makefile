@@ -10,6 +10,8 @@
 #   make format      let ruff fix what it can and format
 #   make typecheck   mypy --strict on wsgisse (and on the test infrastructure)
 #   make pytest      the test suite alone (PYTEST_ARGS="-k redis -x" to narrow it)
+#   make jstest      the browser client's pure parts under node --test
+#   make js          regenerate wsgisse.global.js from wsgisse/static/wsgisse.js
 #   make coverage    the test suite under coverage, live servers included
 #   make bench       wsgisse beside its peers, one table (benchmarks/README.rst; ~20 min)
 #   make bench-quick the main scenarios only (~5 min)
@@ -31,7 +33,7 @@ PYTEST_ARGS ?=
 # which makes their test certificates). A command given as an absolute path is a file
 # that must exist (mod_wsgi is a module, not a command).
 SYSTEM_DEPS := redis-server:redis-server nginx:nginx chromium:chromium caddy:caddy \
-	openssl:openssl apache2:apache2 \
+	openssl:openssl apache2:apache2 firefox-esr:firefox-esr node:nodejs \
 	/usr/lib/apache2/modules/mod_wsgi.so:libapache2-mod-wsgi-py3
 # The Django tests' PostgreSQL (tests/_postgres.py runs its initdb and postgres from
 # /usr/lib/postgresql/*/bin, which is not on PATH: pg_ctlcluster, from the same install,
@@ -47,6 +49,8 @@ TYPED_TEST_FILES := tests/_servers.py tests/_browser.py tests/conftest.py \
 	tests/_apache.py tests/test_apache.py tests/test_forwarded.py tests/test_proxy_clients.py
 TYPED_TEST_FILES += tests/_postgres.py tests/_django.py tests/test_django.py \
 	tests/test_django_checks.py tests/test_django_browser.py tests/live/django_units.py
+TYPED_TEST_FILES += tests/_client_checks.py tests/test_client.py tests/test_client_browser.py \
+	tests/test_client_firefox.py tests/live/client_app.py
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -58,7 +62,7 @@ SHELL := /bin/bash
 	docs package clean distclean
 
 help:
-	@sed -n '5,14s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '5,16s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -137,7 +141,7 @@ system-deps:
 demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
-test: system-deps lint typecheck docs package pytest
+test: system-deps lint typecheck docs package jstest pytest
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
@@ -153,6 +157,15 @@ typecheck: $(DEV_STAMP)
 
 pytest: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser client (issue 14): its pure parts and its reconnection loop under Node's own
+# test runner (each test bounded: a failed assertion must not leave a retry loop running).
+.PHONY: jstest js
+jstest:
+	node --test --test-timeout=30000 tests/js/
+
+js: $(DEV_STAMP)
+	$(BIN)/python -c 'import wsgisse._client as c; print("wrote", c.write_classic_script())'
 
 coverage: system-deps $(DEV_STAMP)
 	rm -f .coverage .coverage.*

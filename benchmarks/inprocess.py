@@ -41,7 +41,9 @@ USERS = 2000
 EVENTS = 400
 
 
-def _readers(subscriptions: list[wsgisse.Subscription], expected: list[int]) -> list[gevent.Greenlet]:
+def _readers(
+    subscriptions: list[wsgisse.Subscription], expected: list[int]
+) -> list[gevent.Greenlet]:
     """One greenlet per subscription, counting the events it takes until told to stop."""
     counts = expected
 
@@ -90,7 +92,7 @@ def _measure(
 def single() -> dict[str, float]:
     channel = wsgisse.Channel()
     subscriptions = [channel.subscribe()]
-    return _measure(subscriptions, lambda n: channel.publish(n), EVENTS)
+    return _measure(subscriptions, channel.publish, EVENTS)
 
 
 def targeted() -> dict[str, float]:

@@ -51,9 +51,19 @@ PAGE = """\
   <dt>New York</dt><dd id="est">…</dd>
   <dt>Los Angeles</dt><dd id="pdt">…</dd>
 </dl>
-<script>
-  // A relative URL, so the page also works mounted under a prefix (see demo.py).
-  const source = new EventSource("events");
+<p id="status"></p>
+<script type="module">
+  // wsgisse.js, the browser client, served next to the stream. Relative URLs, so the page
+  // also works mounted under a prefix (see demo.py).
+  import { WsgisseEventSource } from "./events/wsgisse.js";
+
+  const status = document.getElementById("status");
+  const source = new WsgisseEventSource("events", {
+    share: true,  // one connection for all the tabs showing the clock
+    onHistoryLost: () => { status.textContent = ""; },  // only the latest time matters
+    onEnd: (reason) => { status.textContent = reason === "revoked" ? "stopped" : ""; },
+  });
+  window.source = source;
   const show = (id) => (event) => { document.getElementById(id).textContent = event.data; };
   source.onmessage = show("utc");                  // unnamed events
   source.addEventListener("est", show("est"));     // named events need a listener each

@@ -45,10 +45,21 @@ PAGE = """\
 <h1>Server monitor</h1>
 <p>CPU <meter id="cpu-meter" max="100"></meter> <output id="cpu">…</output></p>
 <p>Memory <meter id="memory-meter" max="100"></meter> <output id="memory">…</output></p>
-<script>
+<p id="status"></p>
+<script type="module">
+  // wsgisse.js, the browser client, served next to the stream. Relative URLs, so the page
+  // also works mounted under a prefix (see demo.py).
+  import { WsgisseEventSource } from "./events/wsgisse.js";
+
   const gib = (bytes) => (bytes / 2 ** 30).toFixed(1) + " GiB";
-  // A relative URL, so the page also works mounted under a prefix (see demo.py).
-  const source = new EventSource("events");
+  const status = document.getElementById("status");
+  const source = new WsgisseEventSource("events", {
+    share: true,
+    // Each sample stands alone: a gap in the history needs no reload.
+    onHistoryLost: () => { status.textContent = "(samples missed while away)"; },
+    onEnd: (reason) => { if (reason === "revoked") status.textContent = "stopped"; },
+  });
+  window.source = source;
   source.addEventListener("stats", (event) => {
     const {cpu, memory} = JSON.parse(event.data);
     document.getElementById("cpu-meter").value = cpu;

@@ -123,15 +123,31 @@ PAGE = """\
 <p id="status">connecting…</p>
 <p>You are <b id="me"></b>. Online: <span id="online"></span></p>
 <ol id="messages"></ol>
-<script>
+<script type="module">
+  // wsgisse.js, the browser client, served next to the stream. Relative URLs, so the page
+  // also works mounted under a prefix (see demo.py).
+  import { WsgisseEventSource } from "./events/wsgisse.js";
+
   // A made-up visitor name, kept by this browser: its tabs are one visitor.
   const me = localStorage.getItem("name") ||
     "visitor-" + Math.floor(Math.random() * 1e6).toString().padStart(6, "0");
   localStorage.setItem("name", me);
   document.getElementById("me").textContent = me;
-  // A relative URL, so the page also works mounted under a prefix (see demo.py).
-  const source = new EventSource("events?name=" + encodeURIComponent(me));
   const status = document.getElementById("status");
+  // share: every tab of this site shares one connection (a browser allows only six per
+  // site over HTTP/1.1). After any failure it reconnects with ?lastEventId=, and the
+  // channel replays exactly what was missed.
+  const source = new WsgisseEventSource("events?name=" + encodeURIComponent(me), {
+    share: true,
+    onHistoryLost: () => {
+      // The server no longer holds what was missed: say so (a real app reloads its state).
+      status.textContent = "some notifications were missed: reload the page to see them";
+    },
+    onEnd: (reason) => {
+      if (reason === "revoked") status.textContent = "access revoked";  // it has stopped
+    },
+  });
+  window.source = source;
 
   // Presence: the snapshot comes first, then joined/left; a set makes repeats harmless.
   const online = new Set();
@@ -146,8 +162,9 @@ PAGE = """\
   source.addEventListener("joined", (event) => { online.add(event.data); showOnline(); });
   source.addEventListener("left", (event) => { online.delete(event.data); showOnline(); });
   source.onopen = () => { status.textContent = "connected"; };
-  // On a lost connection the browser reconnects by itself, sending Last-Event-ID.
-  source.onerror = () => { status.textContent = "reconnecting…"; };
+  source.onerror = () => {
+    if (source.readyState !== WsgisseEventSource.CLOSED) status.textContent = "reconnecting…";
+  };
   source.addEventListener("notification", (event) => {
     const item = document.createElement("li");
     item.textContent = event.data;  // text, not HTML: line breaks kept by white-space

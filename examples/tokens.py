@@ -7,7 +7,9 @@ shows the words as they arrive, and its Stop button closes the ``EventSource``: 
 notices at its next write and closes the generator, running its ``finally`` blocks.
 
 The page also closes the ``EventSource`` on ``done`` and on an error: a browser reconnects
-to a stream that ends, and here that would ask for the whole reply again.
+to a stream that ends, and here that would ask for the whole reply again. This is the
+one example that keeps the browser's bare ``EventSource`` rather than wsgisse.js (see
+docs/client.rst): a one-shot reply has nothing to resume, share or come back to.
 
 Run it, and open http://127.0.0.1:8000 (``$HOST`` and ``$PORT`` override)::
 

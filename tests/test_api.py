@@ -58,3 +58,6 @@ def test_import_wsgisse_imports_no_framework_server_or_broker() -> None:
 def test_the_package_is_typed_and_has_one_version() -> None:
     assert files("wsgisse").joinpath("py.typed").is_file()
     assert wsgisse.__version__.count(".") == 2
+    # The browser client carries the same version (tests/test_client.py checks each file).
+    client = wsgisse.client_source("wsgisse.js").decode()
+    assert f'export const VERSION = "{wsgisse.__version__}";' in client

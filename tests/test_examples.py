@@ -242,7 +242,8 @@ def test_each_example_runs_as_a_script_on_the_port_in_the_environment(
     page = requests.get(server.url + "/", timeout=10)
     assert page.status_code == 200
     assert page.headers["Content-Type"].startswith("text/html")
-    assert "new EventSource(" in page.text
+    # The browser client (wsgisse.js), or for tokens' one-shot reply a bare EventSource.
+    assert "EventSource(" in page.text
     path = "/reply?prompt=hi" if name == "tokens" else "/events"
     stream = open_sse(server.url + path)
     assert stream.status == 200
@@ -335,6 +336,27 @@ def test_in_chromium_the_notifications_page_lists_who_is_online(
         assert requests.get(server.url + "/presence", timeout=10).json() == {"online": [name]}
     finally:
         other.context.close()
+
+
+def test_in_chromium_the_notifications_page_says_so_when_a_restart_lost_the_history(
+    serve_gunicorn: ServeGunicorn, browser_page: Page
+) -> None:
+    # The channel lives in the worker's memory: a restarted server cannot resume the id
+    # the page presents, and says so with wsgisse-history-lost, which the page handles
+    # through wsgisse.js.
+    server = serve_example(serve_gunicorn, "notifications", {"WSGISSE_RETRY": 300})
+    page = browser_page
+    status = "document.getElementById('status').textContent"
+    page.goto(server.url + "/")
+    wait_for_js(page, f"{status} === 'connected'")
+    post(server.url + "/notify", {"message": "before"})
+    wait_for_js(page, "document.querySelectorAll('#messages li').length === 1")
+    server.restart()
+    wait_for_js(page, f"{status}.includes('missed')", timeout=20, show=status)
+    assert page.evaluate("window.source.readyState") == 1
+    post(server.url + "/notify", {"message": "after"})
+    wait_for_js(page, "document.querySelectorAll('#messages li').length === 2")
+    assert texts(page, "#messages li") == ["before", "after"]
 
 
 def test_in_chromium_the_monitor_page_shows_cpu_and_memory(

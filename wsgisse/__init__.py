@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ._backend import Backend, MemoryBackend
 from ._channel import Channel, Subscription
+from ._client import ClientFiles, client_source
 from ._control import END_EVENT, HISTORY_LOST_EVENT
 from ._cors import CORS
 from ._endpoint import Authorizer, SSEApp
@@ -52,6 +53,7 @@ __all__ = [
     "BackendUnavailableError",
     "Channel",
     "ChannelClosedError",
+    "ClientFiles",
     "Comment",
     "Connection",
     "EventStream",
@@ -71,6 +73,7 @@ __all__ = [
     "UnsafeConcurrencyError",
     "WsgisseError",
     "client_address",
+    "client_source",
     "last_event_id",
     "metrics_app",
     "shutdown",

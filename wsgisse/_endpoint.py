@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import _hooks, _lifecycle
 from ._channel import Channel
+from ._client import ClientFiles, client_file
 from ._control import farewell
 from ._cors import CORS
 from ._direct import FastPath, server_of
@@ -225,6 +226,9 @@ class SSEApp:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer one stream request (or its CORS preflight)."""
+        if client_file(environ) is not None:
+            # .../wsgisse.js: the browser client, served next to the stream (_client.py).
+            return ClientFiles()(environ, start_response)
         cors_headers: list[tuple[str, str]] = []
         try:
             request_origin = origin(environ)

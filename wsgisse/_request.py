@@ -30,6 +30,7 @@ __all__ = [
     "client_socket",
     "decline_compression",
     "direct_socket",
+    "if_none_match",
     "is_multithreaded",
     "is_preflight",
     "last_event_id",
@@ -40,6 +41,7 @@ __all__ = [
     "record_start_response",
     "recorded_start_response",
     "remember_client_address",
+    "request_method",
     "requested_channels",
     "served_by_mod_wsgi",
     "server_software",
@@ -93,6 +95,17 @@ def stream_method(environ: WSGIEnvironment) -> str:
             [("Allow", "GET, HEAD")],
         )
     return method
+
+
+def request_method(environ: WSGIEnvironment) -> str:
+    """The request method, upper-case (``GET`` when the server sets none)."""
+    return str(environ.get("REQUEST_METHOD", "GET")).upper()
+
+
+def if_none_match(environ: WSGIEnvironment) -> list[str]:
+    """The entity tags of ``If-None-Match``, as sent (``["*"]`` for any)."""
+    value = str(environ.get("HTTP_IF_NONE_MATCH", ""))
+    return [tag.strip() for tag in value.split(",") if tag.strip()]
 
 
 def is_preflight(environ: WSGIEnvironment) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._channel import Channel
+from ._client import client_file
 from ._endpoint import SSEApp, _plain
 from ._request import BadRequest, path, record_start_response, set_no_delay, stream_method
 from ._stream import EventStream
@@ -116,6 +117,9 @@ class SSEMiddleware:
         **options: every option of :class:`SSEApp` (heartbeat, retry, authorize, cors,
             max_connections, ...).
 
+    The browser client is served next to the stream: ``path + "/wsgisse.js"`` (and
+    ``/wsgisse.global.js``, ``/wsgisse.d.ts``; see :class:`~wsgisse.ClientFiles`).
+
     Attributes:
         endpoint: the :class:`SSEApp` serving ``path`` (its ``stats``, ``revoke()``).
     """
@@ -129,6 +133,10 @@ class SSEMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Answer a stream request, or hand the request to the wrapped app."""
-        if path(environ) != self.path:
-            return self.app(environ, start_response)
-        return self.endpoint(environ, start_response)
+        where = path(environ)
+        if where == self.path:
+            return self.endpoint(environ, start_response)
+        name = client_file(environ)
+        if name is not None and where == self.path.rstrip("/") + "/" + name:
+            return self.endpoint(environ, start_response)  # It serves the client's files.
+        return self.app(environ, start_response)

@@ -55,7 +55,7 @@ except ImportError as exc:
         "wsgisse.integrations.bottle needs Bottle: pip install wsgisse[bottle]", name="bottle"
     ) from exc
 
-from wsgisse import Channel, ServerSentEvent, SSEApp, stream_response
+from wsgisse import Channel, ClientFiles, ServerSentEvent, SSEApp, stream_response
 from wsgisse._wsgi import call_app, recording_start_response
 
 from ._channels import ChannelSet, ChannelsSpec, redis_backend
@@ -174,6 +174,9 @@ class SSEPlugin:
                 )
         if self.path is not None:
             app.route(self.path, "GET", self._serve_channel, name=self.name)
+            # The browser client next to the stream: /events/wsgisse.js.
+            client = self.path.rstrip("/") + r"/<name:re:wsgisse\.(?:js|global\.js|d\.ts)>"
+            app.route(client, "GET", self._serve_client, name="wsgisse_client")
         # Lets the stream find the server behind Bottle's answer (the fast path): Bottle
         # answers every request through its app's wsgi().
         app.wsgi = recording_start_response(app.wsgi)
@@ -232,6 +235,9 @@ class SSEPlugin:
 
     def _serve_channel(self) -> Iterable[bytes]:
         return self._respond(self.endpoint)
+
+    def _serve_client(self, name: str) -> Iterable[bytes]:
+        return self._respond(ClientFiles())
 
     def _respond(self, wsgi_app: Callable[[Any, Any], Iterable[bytes]]) -> Iterable[bytes]:
         """Run a wsgisse WSGI answer and carry it into Bottle's response.

@@ -99,7 +99,16 @@ except ImportError as exc:
         "wsgisse.integrations.flask needs Flask: pip install wsgisse[flask]", name="flask"
     ) from exc
 
-from wsgisse import CORS, Channel, Connection, ServerSentEvent, SSEApp, stream_response
+from wsgisse import (
+    CORS,
+    Channel,
+    ClientFiles,
+    Connection,
+    ServerSentEvent,
+    SSEApp,
+    stream_response,
+)
+from wsgisse._client import CLIENT_FILES
 from wsgisse._wsgi import call_app, recording_start_response
 
 from ._channels import ChannelSet, ChannelsSpec, redis_backend
@@ -133,6 +142,9 @@ CONFIG_DEFAULTS: dict[str, Any] = {
 
 #: The endpoint name of the stream route, for ``url_for("wsgisse_events")``.
 ENDPOINT = "wsgisse_events"
+#: The endpoint of the browser client's files, served next to the stream route:
+#: ``url_for("wsgisse_client", name="wsgisse.js")`` is ``/events/wsgisse.js``.
+CLIENT_ENDPOINT = "wsgisse_client"
 
 #: An authorization hook for Flask: called inside the request context (so it may read
 #: ``flask.request``, ``flask.session``, ``flask.g``) with the channel names asked for;
@@ -268,6 +280,9 @@ class SSE:
         url = config["WSGISSE_URL"]
         if url is not None:
             app.add_url_rule(url, ENDPOINT, _serve_channel, methods=["GET"])
+            names = ",".join(f"'{name}'" for name in CLIENT_FILES)
+            client = f"{url.rstrip('/')}/<any({names}):name>"
+            app.add_url_rule(client, CLIENT_ENDPOINT, _serve_client, methods=["GET"])
 
     def init_publisher(
         self, config: Mapping[str, Any] | None = None, *, app_name: str | None = None
@@ -482,6 +497,11 @@ def _state() -> SSEState:
 def _serve_channel() -> Response:
     """The view of the stream route: the current app's channel, resumed from Last-Event-ID."""
     return _respond(_state().endpoint)
+
+
+def _serve_client(name: str) -> Response:
+    """The view of the browser client's files (``/events/wsgisse.js``)."""
+    return _respond(ClientFiles())
 
 
 def _respond(wsgi_app: Callable[[WSGIEnvironment, Any], Iterable[bytes]]) -> Response:
