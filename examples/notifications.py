@@ -134,11 +134,11 @@ PAGE = """\
   localStorage.setItem("name", me);
   document.getElementById("me").textContent = me;
   const status = document.getElementById("status");
-  // share: every tab of this site shares one connection (a browser allows only six per
-  // site over HTTP/1.1). After any failure it reconnects with ?lastEventId=, and the
-  // channel replays exactly what was missed.
+  // Each tab opens its own stream: the presence snapshot (on_connect) is sent to a stream
+  // when it opens, and a tab joining a shared stream would not get one (clock.py and
+  // monitor.py share one connection among all tabs). After any failure it reconnects with
+  // ?lastEventId=, and the channel replays exactly what was missed.
   const source = new WsgisseEventSource("events?name=" + encodeURIComponent(me), {
-    share: true,
     onHistoryLost: () => {
       // The server no longer holds what was missed: say so (a real app reloads its state).
       status.textContent = "some notifications were missed: reload the page to see them";

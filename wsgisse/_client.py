@@ -38,7 +38,10 @@ _CACHE_CONTROL: Final = "no-cache"
 
 
 def client_source(name: str = "wsgisse.js") -> bytes:
-    """The bytes of one of the client's files (see :data:`CLIENT_FILES`), to vendor it.
+    """The bytes of one of the client's files, to vendor it.
+
+    The files: ``wsgisse.js`` (the ES module), ``wsgisse.global.js`` (the classic
+    script) and ``wsgisse.d.ts`` (the TypeScript declarations).
 
     Raises:
         LookupError: ``name`` is not one of the client's files.
