@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import redis
 
 from .._errors import InvalidEventError, UnsafeConcurrencyError
 from .._sync import Waiter, make_waiter, native_lock, native_thread_id, spawn_worker, wake_all
-from ._redis_replies import Entry, StreamId, format_id, parse_id, read_entries, read_streams
+from ._redis_replies import Entry, StreamId, format_id, parse_id, read_entries, split_streams
 
 if TYPE_CHECKING:
     from redis.typing import KeyT, StreamIdT
@@ -100,6 +100,11 @@ class Reader:
             it must swallow Redis errors, returning true (no use trying again).
         block_timeout: seconds one XREAD blocks.
         name: for log messages.
+        control_key: a stream read in every XREAD besides the channels', from the entries
+            added after the reader started (see ``_redis_control``).
+        on_control: called, outside the lock, with the raw entries of the control
+            stream that one XREAD returned, before that reply's channel entries are
+            appended to any log.
     """
 
     def __init__(
@@ -109,8 +114,12 @@ class Reader:
         unblock: Callable[[int], bool],
         block_timeout: float,
         name: str,
+        control_key: str | None = None,
+        on_control: Callable[[Any], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._control_key = control_key
+        self._on_control = on_control
         self._unblock = unblock
         self._block_timeout = block_timeout
         self._name = name
@@ -131,6 +140,8 @@ class Reader:
         self._thread_id: int | None = None
         self._waiter: Waiter | None = None
         self._interrupt: Callable[[], None] | None = None
+        # Where the control stream's XREAD resumes; None until read at a reader's start.
+        self._control_position: str | None = None
 
     # -- what the backend calls -----------------------------------------------------------------
 
@@ -173,6 +184,10 @@ class Reader:
                 key,
                 SYNC_TIMEOUT,
             )
+
+    def feeds(self, channel: object) -> bool:
+        """Whether ``channel`` is one this reader feeds (safe without the lock)."""
+        return channel in self._by_channel
 
     def wait_past(self, channel: Channel, target: StreamId) -> bool:
         """Wait (at most :data:`SYNC_TIMEOUT`) until ``channel`` has been fed ``target``.
@@ -245,6 +260,9 @@ class Reader:
         if not self._running:
             return None
         self._running = False
+        # The next start reads only the revocations made from then on: a stream opened
+        # meanwhile was authorized after the older ones.
+        self._control_position = None
         stop = _Stop(self._gen, self._interrupt, self._thread_id, self._waiter, self._client_id)
         self._gen += 1  # The running reader sees it has become stale, and returns.
         self._interrupt = self._thread_id = self._waiter = self._client_id = None
@@ -354,20 +372,7 @@ class Reader:
                 pending = [f for fs in self._followers.values() for f in fs if f.last is None]
                 know_id = self._client_id is not None
             try:
-                if not know_id:
-                    client_id = int(client.client_id())
-                    with self._lock:
-                        if self._gen == gen:
-                            self._client_id = client_id
-                for follower in pending:
-                    self._seed(client, follower, gen)
-                with self._lock:
-                    streams = dict(self._positions)  # With the streams just seeded.
-                if streams:
-                    reply = client.xread(streams, count=_READ_BATCH, block=block_ms)
-                    self._deliver(read_streams(reply), gen)
-                else:  # Only seeds that Redis refused: try them again in a while.
-                    waiter.wait(self._block_timeout)
+                self._round(client, waiter, gen, pending, block_ms, know_id=know_id)
             except Exception as exc:  # noqa: BLE001 - the reader must outlive any failure
                 with self._lock:
                     if self._gen == gen:
@@ -389,6 +394,76 @@ class Reader:
                     time.monotonic() - down_since,
                 )
                 failures = 0
+
+    def _round(
+        self,
+        client: redis.Redis,
+        waiter: Waiter,
+        gen: int,
+        pending: list[_Follower],
+        block_ms: int,
+        *,
+        know_id: bool,
+    ) -> None:
+        """One turn of the reader: seed the new followers, then one blocking XREAD."""
+        if not know_id:
+            client_id = int(client.client_id())
+            with self._lock:
+                if self._gen == gen:
+                    self._client_id = client_id
+        if self._control_key is not None and self._control_position is None:
+            # Before any seed: a revocation made after a channel's history was read
+            # must be read too.
+            self._start_control(client, gen)
+        for follower in pending:
+            self._seed(client, follower, gen)
+        with self._lock:
+            streams = dict(self._positions)  # With the streams just seeded.
+            control = self._control_position
+        if not streams:  # Only seeds that Redis refused: try them again in a while.
+            waiter.wait(self._block_timeout)
+            return
+        if self._control_key is not None and control is not None:
+            streams = {self._control_key: control, **streams}
+        reply = client.xread(streams, count=_READ_BATCH, block=block_ms)
+        self._deliver(self._take_control(split_streams(reply), gen), gen)
+
+    def _start_control(self, client: redis.Redis, gen: int) -> None:
+        """Read from the control stream's newest entry on (or from its start if empty)."""
+        newest = read_entries(client.xrevrange(self._control_key or "", count=1))
+        with self._lock:
+            if self._gen == gen:
+                self._control_position = newest[0].text if newest else "0-0"
+
+    def _take_control(
+        self, streams: list[tuple[str, Any]], gen: int
+    ) -> list[tuple[str, list[Entry]]]:
+        """Hand the control entries to ``on_control``; return the channels' entries.
+
+        When the control stream's part of the reply is a full batch, more control entries
+        may be waiting that are older than some channel entries of this reply: those are
+        left for the next XREAD (their positions do not move), so that no event is
+        appended before a revocation that preceded it.
+        """
+        channels = []
+        control: Any = None
+        for key, raw in streams:
+            if key == self._control_key:
+                control = raw
+            else:
+                entries = read_entries(raw)
+                if entries:
+                    channels.append((key, entries))
+        if control:
+            entries = read_entries(control)
+            if entries and self._on_control is not None:
+                self._on_control(control)
+            with self._lock:
+                if entries and self._gen == gen:
+                    self._control_position = entries[-1].text
+            if len(control) >= _READ_BATCH:
+                return []
+        return channels
 
     def _report_failure(self, exc: Exception, how_long: str) -> None:
         if isinstance(exc, redis.RedisError):

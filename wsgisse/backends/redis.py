@@ -40,6 +40,7 @@ except ImportError as exc:
     ) from exc
 
 from .._errors import BackendUnavailableError, InvalidEventError
+from . import _redis_control
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
 
@@ -148,6 +149,8 @@ class RedisBackend:
             unblock=self._unblock,
             block_timeout=block_timeout,
             name=repr(self),
+            control_key=self.control_key,
+            on_control=self._revoked,
         )
 
     def __repr__(self) -> str:
@@ -157,6 +160,57 @@ class RedisBackend:
     def stream_key(self, name: str) -> str:
         """The key of the Redis stream that holds channel ``name``'s events."""
         return f"{self.prefix}{name}"
+
+    @property
+    def control_key(self) -> str:
+        """The key of the stream that carries revocations to every process."""
+        return f"{self.prefix}{_redis_control.CONTROL_SUFFIX}"
+
+    # -- revoking -----------------------------------------------------------------------------
+
+    def revoke(self, *, user: str | None = None, channel: str | None = None) -> str:
+        """End, in every process using this Redis and prefix, the matching streams.
+
+        Matching: the streams of ``user`` (any user if ``None``) that read a channel of
+        this backend (named ``channel``, if given). Each is sent the
+        :data:`~wsgisse.END_EVENT` event with reason ``"revoked"`` and closed: in this
+        process before this returns; in the others as soon as their reader reads the
+        revocation, which its blocking ``XREAD`` (of the control stream too) returns at
+        once. No event published after this returns reaches any of them. Works from any
+        process (an admin script, a task) with the same URL and prefix; one that serves
+        no subscriber starts no reader. The app's ``authorize`` must refuse the user
+        from now on, or the browser reconnects.
+
+        Returns the control entry's stream id.
+
+        Raises:
+            ValueError: neither ``user`` nor ``channel`` given.
+            BackendUnavailableError: Redis could not be reached or refused the write:
+                the other processes were not told (retrying is safe: a revocation
+                applied twice ends nothing more).
+        """
+        fields = _redis_control.encode(user, channel)
+        if self._closed:
+            raise BackendUnavailableError("cannot revoke: the backend is closed")
+        try:
+            added = self._client.xadd(
+                self.control_key, fields, maxlen=_redis_control.CONTROL_MAXLEN
+            )
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(f"could not send the revocation: {exc}") from exc
+        entry_id = added.decode() if isinstance(added, bytes) else str(added)
+        _redis_control.apply([_redis_control.Revocation(entry_id, user, channel)], self._feeds)
+        return entry_id
+
+    def _feeds(self, channel: object) -> bool:
+        return self._reader.feeds(channel)
+
+    def _revoked(self, raw: Any) -> None:
+        """The reader read control entries: end this process' streams they match."""
+        revocations = _redis_control.read(raw)
+        if revocations:
+            ended = _redis_control.apply(revocations, self._feeds)
+            logger.info("%r: %d revocations read, %d streams ended", self, len(revocations), ended)
 
     # -- publishing ---------------------------------------------------------------------------
 
