@@ -158,7 +158,13 @@ class RedisBackend:
         return f"<RedisBackend {where} prefix={self.prefix!r}>"
 
     def stream_key(self, name: str) -> str:
-        """The key of the Redis stream that holds channel ``name``'s events."""
+        """The key of the Redis stream that holds channel ``name``'s events.
+
+        Raises:
+            ValueError: ``name`` is ``"@control"``, the key of the control stream.
+        """
+        if name == _redis_control.CONTROL_SUFFIX:
+            raise ValueError(f"the channel name {name!r} is reserved by the Redis backend")
         return f"{self.prefix}{name}"
 
     @property
