@@ -43,7 +43,7 @@ from _servers import redis_server as make_redis_server
 
 import wsgisse
 from wsgisse import BackendUnavailableError, Channel, InvalidEventError, MessageEvent
-from wsgisse.backends._redis_replies import parse_id, read_entries, read_streams, redact_url
+from wsgisse.backends._redis_replies import parse_id, redact_url
 from wsgisse.backends.redis import SYNC_TIMEOUT, RedisBackend
 from wsgisse.testing import wait_until
 
@@ -146,17 +146,6 @@ def client_names(client: redis.Redis) -> list[str]:
 )
 def test_parse_id_reads_only_stream_ids(text: str, parsed: tuple[int, int] | None) -> None:
     assert parse_id(text) == parsed
-
-
-def test_replies_are_read_in_every_shape_redis_py_gives() -> None:
-    entry = (b"1-0", {b"body": b"data: x\n\n"})
-    decoded = ("1-0", {"body": "data: x\n\n"})
-    flat = (b"1-0", [b"body", b"data: x\n\n"])
-    for raw in ([[b"k", [entry]]], {b"k": [entry]}, [["k", [decoded]]], {"k": [flat]}):
-        [(key, [read])] = read_streams(raw)
-        assert (key, read.text, read.id, read.body) == ("k", "1-0", (1, 0), b"data: x\n\n")
-    assert read_streams(None) == read_streams([]) == read_streams({}) == []
-    assert read_entries([(b"1-0", {b"other": b"x"})])[0].body is None
 
 
 def test_redact_url_hides_the_password() -> None:
