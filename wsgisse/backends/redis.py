@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -40,7 +41,9 @@ except ImportError as exc:
     ) from exc
 
 from .._errors import BackendUnavailableError, InvalidEventError
+from .._event import ServerSentEvent
 from . import _redis_control
+from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, read_reply, script_args
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
 
@@ -48,7 +51,6 @@ if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
 
     from .._channel import Channel
-    from .._event import ServerSentEvent
 
 __all__ = ["DEFAULT_URL", "PUBLISH_TIMEOUT", "SYNC_TIMEOUT", "RedisBackend"]
 
@@ -143,6 +145,7 @@ class RedisBackend:
                 client_name="wsgisse-publish",
             )
         self._client = client
+        self._once_script = client.register_script(ONCE_SCRIPT)
         self._closed = False
         self._reader = Reader(
             connect=self._reader_client,
@@ -241,19 +244,76 @@ class RedisBackend:
                 read-only replica, a key of another type); nothing was published.
         """
         key = self.stream_key(channel.name)
-        if self._closed:
-            raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
         fields: dict[FieldT, EncodableT] = {BODY_FIELD: body.encode()}
         if audience is not None:
             fields[AUDIENCE_FIELD] = encode_audience(audience)
+        xadd_id = "*" if event_id is None else event_id
+        return self._attempts(key, event_id, lambda: self._xadd(key, fields, xadd_id))
+
+    def publish_once(
+        self,
+        channel: Channel,
+        key: str,
+        data: object,
+        *,
+        event: str | None = None,
+        retry: int | None = None,
+        audience: Iterable[str] | None = None,
+        ttl: int = ONCE_TTL,
+    ) -> ServerSentEvent:
+        """Publish an event at most once per ``key``, however often this is retried.
+
+        Use it where a retry after a failure must never store the event twice: a
+        publish that raised :class:`~wsgisse.BackendUnavailableError` after a timeout
+        may have been stored (or may be stored later, by a Redis that was stuck), so
+        its outcome is unknown. Call again with the same ``key``: if an earlier
+        attempt stored the event, nothing is added and its id is returned. ``key``
+        names the event in your terms (``"order-42-shipped"``); it is remembered for
+        ``ttl`` seconds (a day by default). ``publish_retries`` applies, and is safe
+        here. The arguments are :meth:`wsgisse.Channel.publish`'s; the id is always
+        Redis'. Runs one Lua script (an ACL user needs ``+evalsha +script|load``).
+
+        Returns:
+            The event as stored, with its id (the first attempt's, on a repeat).
+
+        Raises:
+            InvalidEventError: a field cannot be carried by the event-stream format.
+            BackendUnavailableError: as for :meth:`publish`; the outcome is unknown
+                after a timeout, and calling again with ``key`` settles it.
+        """
+        if data is None:
+            raise InvalidEventError("data", data, "a browser dispatches no event without data")
+        body = ServerSentEvent(data, event=event, retry=retry)
+        stream = self.stream_key(channel.name)
+        fields: dict[FieldT, EncodableT] = {BODY_FIELD: body.encode()}
+        if audience is not None:
+            fields[AUDIENCE_FIELD] = encode_audience(frozenset(audience))
+        marker = marker_key(stream, key)
+
+        def run() -> Any:
+            args = script_args(ttl, self.maxlen, self._minid(), fields)
+            return self._once_script(keys=[stream, marker], args=args)
+
+        sent_id = self._attempts(stream, None, run)
+        return ServerSentEvent(data, event=event, retry=retry, id=sent_id)
+
+    def _minid(self) -> str | None:
+        if self.max_age is None:
+            return None
+        return f"{max(0, time.time_ns() // 1_000_000 - int(self.max_age * 1000))}-0"
+
+    def _attempts(self, key: str, event_id: str | None, call: Callable[[], Any]) -> str:
+        """Run one write, retried on connection errors; its stream id, as text."""
+        if self._closed:
+            raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
         failure: redis.RedisError | None = None
         for attempt in range(self.publish_retries + 1):
             if attempt:
                 time.sleep(self.retry_delay)
             try:
-                added = self._xadd(key, fields, "*" if event_id is None else event_id)
+                added = call()
             except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
-                failure = exc  # Unreachable, restarting, or failing over: worth a retry.
+                failure = exc  # Unreachable, restarting, stuck or failing over: worth a retry.
                 continue
             except redis.ResponseError as exc:
                 if event_id is not None and any(m in str(exc) for m in _REFUSED_ID):
@@ -263,11 +323,13 @@ class RedisBackend:
                 ) from exc
             except redis.RedisError as exc:
                 raise BackendUnavailableError(f"could not publish to {key!r}: {exc}") from exc
+            if isinstance(added, (list, tuple)):
+                return read_reply(added)[0]
             return added.decode() if isinstance(added, bytes) else str(added)
         attempts = self.publish_retries + 1
         raise BackendUnavailableError(
             f"could not publish to {key!r} ({attempts} attempt{'s' * (attempts > 1)}): "
-            f"Redis is unreachable: {failure}"
+            f"Redis is unreachable or did not answer in time: {failure}"
         ) from failure
 
     def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
@@ -276,10 +338,9 @@ class RedisBackend:
         # XADD takes one trimming strategy, so MINID goes in a second command of the same
         # round trip. Exact, unlike MAXLEN ~: approximate trimming only drops whole nodes
         # of ~100 entries, so a slow channel would keep its old events forever.
-        oldest_ms = max(0, time.time_ns() // 1_000_000 - int(self.max_age * 1000))
         pipe = self._client.pipeline(transaction=False)
         pipe.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
-        pipe.xtrim(key, minid=f"{oldest_ms}-0", approximate=False)
+        pipe.xtrim(key, minid=self._minid(), approximate=False)
         return pipe.execute()[0]
 
     # -- following channels ---------------------------------------------------------------------
