@@ -235,3 +235,59 @@ def test_a_hung_redis_never_hangs_the_site(
         assert kept == accepted[3:]  # Every accepted event once, in order.
         # The ambiguous ones (Redis ran them after SIGCONT) came before, at most once.
         assert set(numbers(got)) - {3, 4, 5} <= set(range(100, 106))
+
+
+# -- Redis restarted empty -----------------------------------------------------------------------
+
+# Live clients get new events within the reader's longest backoff (2 s) of Redis being
+# back, plus a connection; asserted with room for a loaded machine.
+RESTART_BOUND = 2.5
+
+
+@pytest.mark.slow
+def test_redis_restarted_empty_readers_go_on_and_old_ids_get_history_lost(
+    redis_server: RedisServer,
+    start_server: StartServer,
+    open_sse: Callable[..., EventStream],
+) -> None:
+    server = serve(start_server, redis_server.url)
+    streams: list[EventStream] = []
+    spread: collections.Counter[str] = collections.Counter()
+    while len(spread) < 3 or min(spread.values()) < 2:
+        assert len(streams) < 200, spread
+        streams.append(open_sse(server.url + "/events"))
+        spread[streams[-1].headers["X-Worker-Pid"]] += 1
+    before = [get_json(f"{server.url}/publish?n={n}")[1]["id"] for n in range(3)]
+    for stream in streams:
+        assert [e.last_event_id for e in stream.events(3, timeout=10)] == before
+    redis_server.restart()  # No persistence: it comes back empty.
+    back_at = time.monotonic()
+    assert entries(redis_server.url) == []
+    status, answer = get_json(f"{server.url}/publish?n=3")
+    assert status == 200, answer
+    arrived = []
+    for stream in streams:
+        event = stream.next_event(timeout=15)
+        arrived.append(time.monotonic() - back_at)
+        assert (numbers([event]), event.last_event_id) == ([3], answer["id"])
+    print(f"Redis restarted empty: new events on every stream within {max(arrived):.2f} s")
+    assert max(arrived) < RESTART_BOUND + ALLOWANCE
+    # A worker that ran through the restart still holds the old events: exact resume.
+    resumed = open_sse(server.url + "/events", last_event_id=before[0])
+    got = resumed.events(3, timeout=10)
+    assert [e.last_event_id for e in got] == [*before[1:], answer["id"]]
+    # A worker started after the loss knows nothing older: history-lost, then live.
+    fresh = start_server(
+        gunicorn_gevent(APP, workers=1, env={"WSGISSE_TEST_REDIS_URL": redis_server.url})
+    )
+    wait_until(lambda: get_json(fresh.url + "/pid")[0] == 200, 20.0, "the new server")
+    began = time.monotonic()
+    late = open_sse(fresh.url + "/events", last_event_id=before[1])
+    notice = late.next_event(timeout=10)
+    took = time.monotonic() - began
+    assert notice.type == wsgisse.HISTORY_LOST_EVENT
+    assert json.loads(notice.data)["lastEventId"] == before[1]
+    print(f"an id from before the restart: history-lost after {took:.2f} s")
+    assert took < 2.0 + ALLOWANCE  # SYNC_TIMEOUT: waiting for an id nobody will read.
+    status, answer = get_json(f"{server.url}/publish?n=4")
+    assert numbers([late.next_event(timeout=10)]) == [4]
