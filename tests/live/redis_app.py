@@ -10,6 +10,8 @@ environment variable ``WSGISSE_TEST_REDIS_URL``. Routes:
     worker a client landed on.
 ``/pid``
     That pid, as text.
+``/metrics``
+    Every worker's stats (``RedisBackend.fleet_metrics``): one series per worker.
 ``/publish?n=N`` (``&key=K``: idempotently, with that key)
     Publishes ``{"n": N}`` from the worker, as a view would; answers
     ``{"id": ..., "ms": ...}``, or 503 with ``{"error": ..., "ms": ...}`` when the
@@ -34,6 +36,7 @@ import sys
 import time
 
 from flask import Flask, Response, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import wsgisse
 from wsgisse.backends.redis import RedisBackend
@@ -51,6 +54,9 @@ def create_app(redis_url: str) -> Flask:
     backend = RedisBackend(redis_url)
     channel = wsgisse.Channel(CHANNEL, backend=backend)
     SSE(app, channel=channel)
+    # Every worker reports its endpoint's stats; any worker's /metrics shows them all.
+    metrics = backend.fleet_metrics_app(app.extensions["wsgisse"].endpoint.stats)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": metrics})  # type: ignore[method-assign]
 
     @app.get("/pid")
     def pid() -> str:

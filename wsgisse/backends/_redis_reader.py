@@ -105,6 +105,8 @@ class Reader:
         on_control: called, outside the lock, with the raw entries of the control
             stream that one XREAD returned, before that reply's channel entries are
             appended to any log.
+        on_round: called with the reader's client after each XREAD (at least every
+            ``block_timeout``); it must swallow its own errors.
     """
 
     def __init__(
@@ -116,8 +118,10 @@ class Reader:
         name: str,
         control_key: str | None = None,
         on_control: Callable[[Any], None] | None = None,
+        on_round: Callable[[redis.Redis], None] | None = None,
     ) -> None:
         self._connect = connect
+        self._on_round = on_round
         self._control_key = control_key
         self._on_control = on_control
         self._unblock = unblock
@@ -427,6 +431,8 @@ class Reader:
             streams = {self._control_key: control, **streams}
         reply = client.xread(streams, count=_READ_BATCH, block=block_ms)
         self._deliver(self._take_control(split_streams(reply), gen), gen)
+        if self._on_round is not None:
+            self._on_round(client)
 
     def _start_control(self, client: redis.Redis, gen: int) -> None:
         """Read from the control stream's newest entry on (or from its start if empty)."""

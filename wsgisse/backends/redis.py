@@ -46,11 +46,14 @@ from . import _redis_control
 from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, read_reply, script_args
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
+from ._redis_stats import StatsReporter, metrics_wsgi_app
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
     from redis.typing import EncodableT, FieldT
 
     from .._channel import Channel
+    from .._stats import Stats
 
 __all__ = ["DEFAULT_URL", "PUBLISH_TIMEOUT", "SYNC_TIMEOUT", "RedisBackend"]
 
@@ -147,6 +150,7 @@ class RedisBackend:
         self._client = client
         self._once_script = client.register_script(ONCE_SCRIPT)
         self._closed = False
+        self._reporter = StatsReporter(prefix)
         self._reader = Reader(
             connect=self._reader_client,
             unblock=self._unblock,
@@ -154,6 +158,7 @@ class RedisBackend:
             name=repr(self),
             control_key=self.control_key,
             on_control=self._revoked,
+            on_round=self._push_stats,
         )
 
     def __repr__(self) -> str:
@@ -220,6 +225,49 @@ class RedisBackend:
         if revocations:
             ended = _redis_control.apply(revocations, self._feeds)
             logger.info("%r: %d revocations read, %d streams ended", self, len(revocations), ended)
+
+    # -- fleet-wide metrics -------------------------------------------------------------------
+
+    def report_stats(self, stats: Stats) -> None:
+        """Share ``stats`` with the fleet: see :meth:`fleet_metrics`.
+
+        This process writes its snapshot to Redis about once a second while it serves
+        subscribers (from its reader), and at each scrape it answers. Call it in every
+        process, at startup, with the ``stats`` of its endpoints.
+        """
+        self._reporter.add(stats)
+
+    def fleet_metrics(self, prefix: str = "wsgisse") -> str:
+        """Every reporting process' stats, in Prometheus' text format.
+
+        One series per process, labelled ``worker="host:pid"``; sum them in the query
+        (``sum without (worker) (wsgisse_connected_clients)``). A process that has not
+        written for 10 s (it exited) is left out. ``{prefix}_workers`` counts them.
+
+        Raises:
+            BackendUnavailableError: Redis could not be reached.
+        """
+        try:
+            return self._reporter.render(self._client, prefix)
+        except redis.RedisError as exc:
+            raise BackendUnavailableError(f"could not read the fleet's stats: {exc}") from exc
+
+    def fleet_metrics_app(self, stats: Stats, prefix: str = "wsgisse") -> WSGIApplication:
+        """:meth:`report_stats` ``stats``, and a WSGI app serving :meth:`fleet_metrics`.
+
+        Mount it at ``/metrics`` like :func:`wsgisse.metrics_app`; it answers 503 while
+        Redis is unreachable.
+        """
+        self.report_stats(stats)
+        return metrics_wsgi_app(lambda: self.fleet_metrics(prefix))
+
+    def _push_stats(self, client: redis.Redis) -> None:
+        if not self._reporter.active:
+            return
+        try:
+            self._reporter.push(client, due_only=True)
+        except redis.RedisError as exc:
+            logger.debug("%r: could not write this process' stats: %s", self, exc)
 
     # -- publishing ---------------------------------------------------------------------------
 
