@@ -24,14 +24,11 @@ worker) never starts a reader. See ``docs/redis.rst`` for sizing and failover.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError as exc:
     if exc.name is not None and exc.name.split(".")[0] != "redis":
         raise  # redis is installed but broken: show what it lacks
@@ -43,17 +40,17 @@ except ImportError as exc:
 from .._errors import BackendUnavailableError, InvalidEventError
 from .._event import ServerSentEvent
 from . import _redis_control
-from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, read_reply, script_args
+from ._redis_fleet import FleetMixin
+from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, script_args
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
-from ._redis_stats import StatsReporter, metrics_wsgi_app
+from ._redis_stats import StatsReporter
+from ._redis_write import attempt_write, no_retry, oldest_kept, xadd
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIApplication
     from redis.typing import EncodableT, FieldT
 
     from .._channel import Channel
-    from .._stats import Stats
 
 __all__ = ["DEFAULT_URL", "PUBLISH_TIMEOUT", "SYNC_TIMEOUT", "RedisBackend"]
 
@@ -67,17 +64,8 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: ``socket_timeout`` / ``socket_connect_timeout`` in the URL's query string wins.
 PUBLISH_TIMEOUT = 2.0
 
-# How Redis words its refusal of an XADD id (not above the last id, 0-0, or no id).
-_REFUSED_ID = ("The ID specified in XADD", "Invalid stream ID")
 
-
-def _no_retry() -> Retry:
-    # The backend bounds retries itself (publish_retries, the reader's backoff): redis-py
-    # 6+ otherwise retries every command three times on its own.
-    return Retry(NoBackoff(), 0)
-
-
-class RedisBackend:
+class RedisBackend(FleetMixin):
     """A :class:`~wsgisse.Backend` that keeps each channel's events in a Redis stream.
 
     Share one object among all the channels of a process: each object runs one reader
@@ -144,7 +132,7 @@ class RedisBackend:
                 url,
                 socket_timeout=PUBLISH_TIMEOUT,
                 socket_connect_timeout=PUBLISH_TIMEOUT,
-                retry=_no_retry(),
+                retry=no_retry(),
                 client_name="wsgisse-publish",
             )
         self._client = client
@@ -174,100 +162,6 @@ class RedisBackend:
         if name == _redis_control.CONTROL_SUFFIX:
             raise ValueError(f"the channel name {name!r} is reserved by the Redis backend")
         return f"{self.prefix}{name}"
-
-    @property
-    def control_key(self) -> str:
-        """The key of the stream that carries revocations to every process."""
-        return f"{self.prefix}{_redis_control.CONTROL_SUFFIX}"
-
-    # -- revoking -----------------------------------------------------------------------------
-
-    def revoke(self, *, user: str | None = None, channel: str | None = None) -> str:
-        """End, in every process using this Redis and prefix, the matching streams.
-
-        Matching: the streams of ``user`` (any user if ``None``) that read a channel of
-        this backend (named ``channel``, if given). Each is sent the
-        :data:`~wsgisse.END_EVENT` event with reason ``"revoked"`` and closed: in this
-        process before this returns; in the others as soon as their reader reads the
-        revocation, which its blocking ``XREAD`` (of the control stream too) returns at
-        once. No event published after this returns reaches any of them. Works from any
-        process (an admin script, a task) with the same URL and prefix; one that serves
-        no subscriber starts no reader. The app's ``authorize`` must refuse the user
-        from now on, or the browser reconnects.
-
-        Returns the control entry's stream id.
-
-        Raises:
-            ValueError: neither ``user`` nor ``channel`` given.
-            BackendUnavailableError: Redis could not be reached or refused the write:
-                the other processes were not told (retrying is safe: a revocation
-                applied twice ends nothing more).
-        """
-        fields = _redis_control.encode(user, channel)
-        if self._closed:
-            raise BackendUnavailableError("cannot revoke: the backend is closed")
-        try:
-            added = self._client.xadd(
-                self.control_key, fields, maxlen=_redis_control.CONTROL_MAXLEN
-            )
-        except redis.RedisError as exc:
-            raise BackendUnavailableError(f"could not send the revocation: {exc}") from exc
-        entry_id = added.decode() if isinstance(added, bytes) else str(added)
-        _redis_control.apply([_redis_control.Revocation(entry_id, user, channel)], self._feeds)
-        return entry_id
-
-    def _feeds(self, channel: object) -> bool:
-        return self._reader.feeds(channel)
-
-    def _revoked(self, raw: Any) -> None:
-        """The reader read control entries: end this process' streams they match."""
-        revocations = _redis_control.read(raw)
-        if revocations:
-            ended = _redis_control.apply(revocations, self._feeds)
-            logger.info("%r: %d revocations read, %d streams ended", self, len(revocations), ended)
-
-    # -- fleet-wide metrics -------------------------------------------------------------------
-
-    def report_stats(self, stats: Stats) -> None:
-        """Share ``stats`` with the fleet: see :meth:`fleet_metrics`.
-
-        This process writes its snapshot to Redis about once a second while it serves
-        subscribers (from its reader), and at each scrape it answers. Call it in every
-        process, at startup, with the ``stats`` of its endpoints.
-        """
-        self._reporter.add(stats)
-
-    def fleet_metrics(self, prefix: str = "wsgisse") -> str:
-        """Every reporting process' stats, in Prometheus' text format.
-
-        One series per process, labelled ``worker="host:pid"``; sum them in the query
-        (``sum without (worker) (wsgisse_connected_clients)``). A process that has not
-        written for 10 s (it exited) is left out. ``{prefix}_workers`` counts them.
-
-        Raises:
-            BackendUnavailableError: Redis could not be reached.
-        """
-        try:
-            return self._reporter.render(self._client, prefix)
-        except redis.RedisError as exc:
-            raise BackendUnavailableError(f"could not read the fleet's stats: {exc}") from exc
-
-    def fleet_metrics_app(self, stats: Stats, prefix: str = "wsgisse") -> WSGIApplication:
-        """:meth:`report_stats` ``stats``, and a WSGI app serving :meth:`fleet_metrics`.
-
-        Mount it at ``/metrics`` like :func:`wsgisse.metrics_app`; it answers 503 while
-        Redis is unreachable.
-        """
-        self.report_stats(stats)
-        return metrics_wsgi_app(lambda: self.fleet_metrics(prefix))
-
-    def _push_stats(self, client: redis.Redis) -> None:
-        if not self._reporter.active:
-            return
-        try:
-            self._reporter.push(client, due_only=True)
-        except redis.RedisError as exc:
-            logger.debug("%r: could not write this process' stats: %s", self, exc)
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -346,50 +240,15 @@ class RedisBackend:
         return ServerSentEvent(data, event=event, retry=retry, id=sent_id)
 
     def _minid(self) -> str | None:
-        if self.max_age is None:
-            return None
-        return f"{max(0, time.time_ns() // 1_000_000 - int(self.max_age * 1000))}-0"
+        return oldest_kept(self.max_age)
 
     def _attempts(self, key: str, event_id: str | None, call: Callable[[], Any]) -> str:
-        """Run one write, retried on connection errors; its stream id, as text."""
         if self._closed:
             raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
-        failure: redis.RedisError | None = None
-        for attempt in range(self.publish_retries + 1):
-            if attempt:
-                time.sleep(self.retry_delay)
-            try:
-                added = call()
-            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
-                failure = exc  # Unreachable, restarting, stuck or failing over: worth a retry.
-                continue
-            except redis.ResponseError as exc:
-                if event_id is not None and any(m in str(exc) for m in _REFUSED_ID):
-                    raise InvalidEventError("id", event_id, f"Redis refused it: {exc}") from exc
-                raise BackendUnavailableError(
-                    f"Redis refused the event for {key!r}: {exc}"
-                ) from exc
-            except redis.RedisError as exc:
-                raise BackendUnavailableError(f"could not publish to {key!r}: {exc}") from exc
-            if isinstance(added, (list, tuple)):
-                return read_reply(added)[0]
-            return added.decode() if isinstance(added, bytes) else str(added)
-        attempts = self.publish_retries + 1
-        raise BackendUnavailableError(
-            f"could not publish to {key!r} ({attempts} attempt{'s' * (attempts > 1)}): "
-            f"Redis is unreachable or did not answer in time: {failure}"
-        ) from failure
+        return attempt_write(call, key, event_id, self.publish_retries, self.retry_delay)
 
     def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
-        if self.max_age is None:
-            return self._client.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
-        # XADD takes one trimming strategy, so MINID goes in a second command of the same
-        # round trip. Exact, unlike MAXLEN ~: approximate trimming only drops whole nodes
-        # of ~100 entries, so a slow channel would keep its old events forever.
-        pipe = self._client.pipeline(transaction=False)
-        pipe.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
-        pipe.xtrim(key, minid=self._minid(), approximate=False)
-        return pipe.execute()[0]
+        return xadd(self._client, key, fields, xadd_id, self.maxlen, self.max_age)
 
     # -- following channels ---------------------------------------------------------------------
 
@@ -467,7 +326,7 @@ class RedisBackend:
             self._url,
             socket_timeout=self.block_timeout + READ_MARGIN,
             socket_connect_timeout=PUBLISH_TIMEOUT,
-            retry=_no_retry(),
+            retry=no_retry(),
             client_name="wsgisse-reader",
         )
 
