@@ -125,7 +125,9 @@ class ReaderLoop:
     # -- the reader -----------------------------------------------------------------------------
 
     def _run(self, gen: int) -> None:
-        client: redis.Redis | None = None
+        # The client, once made: made inside the loop, as making it may connect (a client
+        # pinned to one connection of an application's pool) and so fail like any call.
+        made: list[redis.Redis] = []
         with self._lock:
             # Counted here, not when spawned: a greenlet killed before it ever ran has
             # nothing to end, and must not be waited for.
@@ -136,10 +138,9 @@ class ReaderLoop:
                 if self._gen == gen:
                     self._thread_id = native_thread_id()
                     self._waiter = waiter
-            client = self._connect()
-            self._follow(client, waiter, gen)
+            self._follow(made, waiter, gen)
         finally:
-            if client is not None:
+            for client in made:
                 client.close()
             with self._lock:
                 self._alive.discard(gen)
@@ -149,9 +150,8 @@ class ReaderLoop:
                 waiters = self._woken_locked()
             wake_all(waiters)
 
-    def _follow(self, client: redis.Redis, waiter: Waiter, gen: int) -> None:
+    def _follow(self, made: list[redis.Redis], waiter: Waiter, gen: int) -> None:
         """Seed new followers and deliver what XREAD reads, until this run is stopped."""
-        block_ms = _block_ms(client, self._block_timeout)
         failures = 0
         down_since = last_said = 0.0
         while True:
@@ -161,6 +161,10 @@ class ReaderLoop:
                 pending = [f for fs in self._followers.values() for f in fs if f.last is None]
                 know_id = self._client_id is not None
             try:
+                if not made:
+                    made.append(self._connect())
+                client = made[0]
+                block_ms = _block_ms(client, self._block_timeout)
                 self._round(client, waiter, gen, pending, block_ms, know_id=know_id)
             except Exception as exc:  # noqa: BLE001 - the reader must outlive any failure
                 with self._lock:

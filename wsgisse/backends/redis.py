@@ -321,7 +321,11 @@ class RedisBackend(FleetMixin):
     def _reader_client(self) -> redis.Redis:
         """The reader's client: a connection of its own, with a timeout beyond its XREAD."""
         if not self._owns_client:
-            return redis.Redis(connection_pool=self._client.connection_pool)
+            # Pinned to one connection of the pool: the id that CLIENT UNBLOCK names must
+            # be the connection's that blocks in XREAD, not any the pool hands out.
+            return redis.Redis(
+                connection_pool=self._client.connection_pool, single_connection_client=True
+            )
         return redis.Redis.from_url(
             self._url,
             socket_timeout=self.block_timeout + READ_MARGIN,
