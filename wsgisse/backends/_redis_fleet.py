@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from .._stats import Stats
     from ._redis_reader import Reader
+    from ._redis_sentinel import MasterWatch
 
 __all__ = ["FleetMixin"]
 
@@ -35,6 +36,7 @@ class FleetMixin:
     _closed: bool
     _reader: Reader
     _reporter: StatsReporter
+    _reader_watch: MasterWatch
 
     @property
     def control_key(self) -> str:
@@ -122,7 +124,9 @@ class FleetMixin:
         self.report_stats(stats)
         return metrics_wsgi_app(lambda: self.fleet_metrics(prefix))
 
-    def _push_stats(self, client: redis.Redis) -> None:
+    def _each_round(self, client: redis.Redis) -> None:
+        """After each XREAD of the reader: follow a failover, write this process' stats."""
+        self._reader_watch.check(client)
         if not self._reporter.active:
             return
         try:

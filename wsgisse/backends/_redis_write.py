@@ -20,9 +20,10 @@ from .._errors import BackendUnavailableError, InvalidEventError
 from ._redis_once import read_reply
 
 if TYPE_CHECKING:
+    from redis.client import Pipeline
     from redis.typing import EncodableT, FieldT
 
-__all__ = ["attempt_write", "no_retry", "oldest_kept", "xadd"]
+__all__ = ["attempt_write", "no_retry", "oldest_kept", "replicated", "xadd"]
 
 # How Redis words its refusal of an XADD id (not above the last id, 0-0, or no id).
 _REFUSED_ID = ("The ID specified in XADD", "Invalid stream ID")
@@ -51,17 +52,43 @@ def xadd(
     xadd_id: str,
     maxlen: int | None,
     max_age: float | None,
+    replicas: tuple[int, int] | None = None,
 ) -> Any:
-    """``XADD key MAXLEN ~ maxlen xadd_id fields``, then ``XTRIM MINID`` for ``max_age``."""
-    if max_age is None:
+    """``XADD key MAXLEN ~ maxlen xadd_id fields``, then ``XTRIM MINID`` for ``max_age``.
+
+    ``replicas``: ``(count, timeout ms)`` to wait for, see :func:`replicated`.
+    """
+    if max_age is None and replicas is None:
         return client.xadd(key, fields, id=xadd_id, maxlen=maxlen)
     # XADD takes one trimming strategy, so MINID goes in a second command of the same
     # round trip. Exact, unlike MAXLEN ~: approximate trimming only drops whole nodes of
     # ~100 entries, so a slow channel would keep its old events forever.
     pipe = client.pipeline(transaction=False)
     pipe.xadd(key, fields, id=xadd_id, maxlen=maxlen)
-    pipe.xtrim(key, minid=oldest_kept(max_age), approximate=False)
-    return pipe.execute()[0]
+    if max_age is not None:
+        pipe.xtrim(key, minid=oldest_kept(max_age), approximate=False)
+    return replicated(pipe, key, replicas)
+
+
+def replicated(pipe: Pipeline, key: str, replicas: tuple[int, int] | None) -> Any:
+    """Run ``pipe`` (a write first), with ``WAIT count timeout`` last; the write's reply.
+
+    ``WAIT`` must follow the write on the same connection, hence one pipeline.
+
+    Raises:
+        BackendUnavailableError: fewer replicas than asked acknowledged the write in
+            time: the primary stored it, and a failover now may lose it.
+    """
+    if replicas is not None:
+        pipe.wait(*replicas)
+    results = pipe.execute()
+    if replicas is not None and int(results[-1]) < replicas[0]:
+        raise BackendUnavailableError(
+            f"the event for {key!r} was stored by the primary but acknowledged by "
+            f"{results[-1]} of {replicas[0]} replicas within {replicas[1]} ms: a failover "
+            "now may lose it (and it may have reached subscribers)"
+        )
+    return results[0]
 
 
 def attempt_write(

@@ -44,8 +44,9 @@ from ._redis_fleet import FleetMixin
 from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, script_args
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
+from ._redis_sentinel import MasterWatch
 from ._redis_stats import StatsReporter
-from ._redis_write import attempt_write, no_retry, oldest_kept, xadd
+from ._redis_write import attempt_write, no_retry, oldest_kept, replicated, xadd
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
@@ -89,6 +90,11 @@ class RedisBackend(FleetMixin):
             before :class:`~wsgisse.BackendUnavailableError`. 0 by default: a retry after
             a reply was lost may store the event twice.
         retry_delay: seconds between those attempts.
+        replicas: wait (``WAIT``) until this many replicas hold each published event,
+            up to ``replica_timeout`` seconds, and raise
+            :class:`~wsgisse.BackendUnavailableError` when fewer did: then a failover
+            cannot lose an event whose publish returned. 0: do not wait.
+        replica_timeout: see ``replicas``.
         block_timeout: seconds one ``XREAD`` of the reader blocks. The backend ends a
             blocked ``XREAD`` with ``CLIENT UNBLOCK`` to follow a new channel or to stop;
             where Redis refuses that command, this bounds how late either happens.
@@ -97,7 +103,7 @@ class RedisBackend(FleetMixin):
         ValueError: a limit is out of range, or the URL is not one redis-py reads.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every option is keyword-only and named at each call
         self,
         url: str = DEFAULT_URL,
         *,
@@ -108,6 +114,8 @@ class RedisBackend(FleetMixin):
         publish_retries: int = 0,
         retry_delay: float = 0.1,
         block_timeout: float = 1.0,
+        replicas: int = 0,
+        replica_timeout: float = 0.5,
     ) -> None:
         if maxlen is not None and maxlen < 1:
             raise ValueError(f"maxlen must be at least 1 or None, not {maxlen}")
@@ -119,6 +127,9 @@ class RedisBackend(FleetMixin):
             raise ValueError(f"retry_delay must be 0 or more seconds, not {retry_delay}")
         if not block_timeout > 0:
             raise ValueError(f"block_timeout must be positive seconds, not {block_timeout}")
+        if replicas < 0 or not replica_timeout > 0:
+            raise ValueError("replicas must be 0 or more, and replica_timeout positive seconds")
+        self._replicas = (replicas, round(replica_timeout * 1000)) if replicas else None
         self.prefix = prefix
         self.maxlen = maxlen
         self.max_age = max_age
@@ -139,6 +150,8 @@ class RedisBackend(FleetMixin):
         self._once_script = client.register_script(ONCE_SCRIPT)
         self._closed = False
         self._reporter = StatsReporter(prefix)
+        self._publisher_watch = MasterWatch()
+        self._reader_watch = MasterWatch()
         self._reader = Reader(
             connect=self._reader_client,
             unblock=self._unblock,
@@ -146,7 +159,7 @@ class RedisBackend(FleetMixin):
             name=repr(self),
             control_key=self.control_key,
             on_control=self._revoked,
-            on_round=self._push_stats,
+            on_round=self._each_round,
         )
 
     def __repr__(self) -> str:
@@ -234,7 +247,11 @@ class RedisBackend(FleetMixin):
 
         def run() -> Any:
             args = script_args(ttl, self.maxlen, self._minid(), fields)
-            return self._once_script(keys=[stream, marker], args=args)
+            if self._replicas is None:
+                return self._once_script(keys=[stream, marker], args=args)
+            pipe = self._client.pipeline(transaction=False)
+            self._once_script(keys=[stream, marker], args=args, client=pipe)
+            return replicated(pipe, stream, self._replicas)
 
         sent_id = self._attempts(stream, None, run)
         return ServerSentEvent(data, event=event, retry=retry, id=sent_id)
@@ -245,10 +262,11 @@ class RedisBackend(FleetMixin):
     def _attempts(self, key: str, event_id: str | None, call: Callable[[], Any]) -> str:
         if self._closed:
             raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
+        self._publisher_watch.check(self._client)
         return attempt_write(call, key, event_id, self.publish_retries, self.retry_delay)
 
     def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
-        return xadd(self._client, key, fields, xadd_id, self.maxlen, self.max_age)
+        return xadd(self._client, key, fields, xadd_id, self.maxlen, self.max_age, self._replicas)
 
     # -- following channels ---------------------------------------------------------------------
 
