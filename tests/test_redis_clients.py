@@ -199,7 +199,11 @@ def test_rediss_with_a_self_signed_ca_and_an_acl_user_publishes_subscribes_and_r
     cert, key = self_signed_certificate(tmp_path)
     port = free_port()
     acl = tmp_path / "users.acl"
-    commands = "+xadd +xtrim +xread +xrevrange +client|id +client|setname +hello +client|unblock"
+    # Exactly the commands docs/redis.rst lists, the optional ones included.
+    commands = (
+        "+xadd +xtrim +xread +xrevrange +client|id +client|setname +hello +client|unblock "
+        "+evalsha +script|load +get +set +hset +hgetall +hdel"
+    )
     acl.write_text(f"user default on nopass ~* &* +@all\nuser sse on >pw ~wsgisse:* {commands}\n")
     options = {
         "port": 0,  # TLS only.
@@ -227,8 +231,13 @@ def test_rediss_with_a_self_signed_ca_and_an_acl_user_publishes_subscribes_and_r
         sent = Channel("news", backend=publisher).publish({"n": 1})
         event = ann.next_event()
         assert (numbers([event]), event.last_event_id) == ([1], sent.id)
+        once = publisher.publish_once(Channel("news", backend=publisher), "k", {"n": 2})
+        assert publisher.publish_once(Channel("news", backend=publisher), "k", {"n": 2}) == once
+        assert ann.next_event().last_event_id == once.id
         publisher.revoke(user="ann")
         assert [e.type for e in ann.read_to_end()] == [wsgisse.END_EVENT]
+    backend.report_stats(endpoint.stats)
+    assert "wsgisse_workers 1" in backend.fleet_metrics()
     assert "pw" not in repr(publisher)
     wrong = backends(f"rediss://sse:wrong@{HOST}:{server.port}/0?ssl_ca_certs={cert}")
     with pytest.raises(wsgisse.BackendUnavailableError):
