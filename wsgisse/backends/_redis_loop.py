@@ -178,6 +178,9 @@ class ReaderLoop:
                 elif now - last_said >= _STILL_DOWN_EVERY:
                     last_said = now
                     self._report_failure(exc, f" (for {now - down_since:.0f} s)")
+                if made and self._on_round is not None:
+                    # Its checks may find why (a failover moved the master elsewhere).
+                    self._on_round(made[0])
                 waiter.wait(min(_BACKOFF_FIRST * 2 ** min(failures - 1, 16), _BACKOFF_MAX))
                 continue
             if failures:

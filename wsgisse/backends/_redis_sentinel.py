@@ -34,15 +34,16 @@ class MasterWatch:
     def __init__(self) -> None:
         self._last = 0.0
 
-    def check(self, client: redis.Redis) -> None:
+    def check(self, client: redis.Redis, *, force: bool = False) -> None:
         """Drop ``client``'s connections to a server that is no longer the master.
 
+        ``force``: now, however recent the last look-up (Redis said the data moved).
         Never raises: sentinels that cannot be reached leave things as they are.
         """
         pool: Any = client.connection_pool
         find = getattr(pool, "get_master_address", None)
         now = time.monotonic()
-        if find is None or now - self._last < CHECK_EVERY:
+        if find is None or (not force and now - self._last < CHECK_EVERY):
             return
         self._last = now
         try:

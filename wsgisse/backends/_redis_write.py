@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import AskError, TryAgainError
 from redis.retry import Retry
 
 from .._errors import BackendUnavailableError, InvalidEventError
@@ -92,9 +93,17 @@ def replicated(pipe: Pipeline, key: str, replicas: tuple[int, int] | None) -> An
 
 
 def attempt_write(
-    call: Callable[[], Any], key: str, event_id: str | None, retries: int, delay: float
+    call: Callable[[], Any],
+    key: str,
+    event_id: str | None,
+    retries: int,
+    delay: float,
+    on_moved: Callable[[], None] | None = None,
 ) -> str:
     """Run one write, tried ``retries`` more times on connection errors; its stream id.
+
+    A cluster's ``MOVED`` or ``ASK`` (the slot is elsewhere now: nothing was stored) is
+    retried too, after ``on_moved`` has looked up where the slot went.
 
     Raises:
         InvalidEventError: Redis refused ``event_id``.
@@ -109,6 +118,11 @@ def attempt_write(
             added = call()
         except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
             failure = exc  # Unreachable, restarting, stuck or failing over: worth a retry.
+            continue
+        except (AskError, TryAgainError) as exc:
+            failure = exc  # The slot moves or moved (MOVED is an AskError): not stored.
+            if on_moved is not None:
+                on_moved()
             continue
         except redis.ResponseError as exc:
             if event_id is not None and any(m in str(exc) for m in _REFUSED_ID):

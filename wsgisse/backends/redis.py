@@ -263,7 +263,14 @@ class RedisBackend(FleetMixin):
         if self._closed:
             raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
         self._publisher_watch.check(self._client)
-        return attempt_write(call, key, event_id, self.publish_retries, self.retry_delay)
+        return attempt_write(
+            call,
+            key,
+            event_id,
+            self.publish_retries,
+            self.retry_delay,
+            lambda: self._publisher_watch.check(self._client, force=True),
+        )
 
     def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
         return xadd(self._client, key, fields, xadd_id, self.maxlen, self.max_age, self._replicas)
