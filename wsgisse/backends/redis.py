@@ -18,7 +18,9 @@ gevent monkey-patching, a thread otherwise) for all its channels: one blocking `
 on a connection of its own follows every attached stream, and each entry is appended to
 the logs of the local channels of that name, from which subscribers are served exactly
 as with the memory backend. A process that only publishes (a script, a task queue
-worker) never starts a reader. See ``docs/redis.rst`` for sizing and failover.
+worker) never starts a reader. The same XREAD reads the control stream that carries
+``revoke()`` to every process. See ``docs/redis.rst`` for sizing, failures, Sentinel and
+``wsgisse.backends.redis_cluster``.
 """
 
 from __future__ import annotations
