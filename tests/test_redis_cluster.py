@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,11 +42,12 @@ def cluster_ok(port: int) -> bool:
     return "cluster_state:ok" in text and "cluster_slots_assigned:16384" in text
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, start_server: StartServer) -> list[ServerProcess]:
-    """Three masters holding all 16384 slots, ready on every node."""
-    nodes = []
-    for number in range(3):
+def start_cluster(
+    tmp_path: Path, start_server: StartServer, nodes: int = 3, replicas: int = 0
+) -> list[ServerProcess]:
+    """``nodes`` cluster nodes, ``replicas`` per master, all 16384 slots, ready on each."""
+    started = []
+    for number in range(nodes):
         port = free_port()
         folder = tmp_path / f"node-{number}"
         folder.mkdir()
@@ -54,18 +56,24 @@ def cluster(tmp_path: Path, start_server: StartServer) -> list[ServerProcess]:
         argv += ["--cluster-node-timeout", "2000", "--save", "", "--appendonly", "no"]
         # The bus port defaults to port + 10000, which a free port may not allow.
         argv += ["--cluster-port", str(free_port()), "--dir", str(folder)]
-        nodes.append(
+        started.append(
             start_server(
                 ServerProcess(argv, port=port, name=f"cluster-{number}", ready=answers_ping)
             )
         )
     create = [find_program("redis-cli"), "--cluster", "create"]
-    create += [f"{HOST}:{node.port}" for node in nodes]
-    create += ["--cluster-replicas", "0", "--cluster-yes"]
+    create += [f"{HOST}:{node.port}" for node in started]
+    create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
     subprocess.run(create, check=True, capture_output=True, timeout=60)
-    for node in nodes:
+    for node in started:
         wait_until(lambda port=node.port: cluster_ok(port), 30.0, "the cluster ok on each node")
-    return nodes
+    return started
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, start_server: StartServer) -> list[ServerProcess]:
+    """Three masters holding all 16384 slots, ready on every node."""
+    return start_cluster(tmp_path, start_server)
 
 
 @pytest.fixture
@@ -193,3 +201,57 @@ def test_a_bucket_moved_to_another_shard_is_followed_without_loss_or_repeat(
         assert ids == before + after  # Each once, in order, across the move.
     with redis.cluster.RedisCluster(host=HOST, port=cluster[0].port) as inspect:
         assert inspect.get_node_from_key(key).port == target
+
+
+def owner_port(port: int, key: str) -> int:
+    with redis.cluster.RedisCluster(host=HOST, port=port) as inspect:
+        return int(inspect.get_node_from_key(key).port)
+
+
+def replica_of(master: int) -> int | None:
+    """The port of ``master``'s replica once it is in sync, else ``None``."""
+    with redis.Redis(host=HOST, port=master, decode_responses=True) as client:
+        master_id = client.execute_command("CLUSTER", "MYID")
+        lines = client.execute_command("CLUSTER", "REPLICAS", master_id)
+    if not lines:
+        return None
+    port = int(str(lines[0]).split()[1].split("@")[0].rsplit(":", 1)[1])
+    with redis.Redis(host=HOST, port=port, decode_responses=True) as client:
+        in_sync = client.info("replication").get("master_link_status") == "up"
+    return port if in_sync else None
+
+
+@pytest.mark.slow
+def test_a_shard_failover_to_its_replica_is_followed_without_loss_or_repeat(
+    tmp_path: Path, start_server: StartServer, backends: Callable[..., RedisClusterBackend]
+) -> None:
+    nodes = start_cluster(tmp_path, start_server, nodes=6, replicas=1)
+    url = f"redis://{HOST}:{nodes[0].port}/0"
+    backend = backends(url)
+    publisher = backends(url, publish_retries=40, retry_delay=0.25)
+    channel, out = Channel("news", backend=backend), Channel("news", backend=publisher)
+    key = backend.stream_key("news")
+    master = owner_port(nodes[0].port, key)
+    wait_until(lambda: replica_of(master) is not None, 30.0, "the master's replica in sync")
+    replica = replica_of(master)
+    assert replica is not None
+    with channel.subscribe() as subscription:
+        before = [out.publish({"n": n}).id for n in range(5)]
+        with redis.Redis(host=HOST, port=replica) as client:
+            assert client.execute_command("CLUSTER", "FAILOVER")  # Coordinated: no loss.
+        began = time.monotonic()
+        wait_until(lambda: owner_port(nodes[0].port, key) == replica, 30.0, "the promotion")
+        promoted = time.monotonic() - began
+        after = [out.publish({"n": n}).id for n in range(5, 10)]
+        published = time.monotonic()
+        received = b""
+        while received.count(b"\n\n") < 10:
+            received += subscription.get(timeout=15)
+        followed = time.monotonic() - published
+    ids = [line[4:].decode() for line in received.split(b"\n") if line.startswith(b"id: ")]
+    assert ids == before + after  # Each once, in order, across the failover.
+    print(
+        f"cluster failover: replica promoted {promoted:.2f} s after CLUSTER FAILOVER; "
+        f"the publishes after it took {published - began - promoted:.2f} s; the last "
+        f"reached the subscriber {followed:.2f} s after"
+    )
