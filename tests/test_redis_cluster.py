@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+import redis.cluster
 from _servers import HOST, ServerProcess, find_program, free_port
 
 import wsgisse
