@@ -41,7 +41,7 @@ DRAIN = 10.0
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # idle | fanout | stream | redis3w
+    kind: str  # idle | fanout | stream | redis3w | redis2w
     conns: int = 0
     rate: float = 0
     repeats: int = 1
@@ -61,6 +61,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             repeats = 3 if (conns, rate) == (1000, 10) else 1
             found.append(Scenario(f"fanout-{conns}x{rate}", "fanout", conns, rate, repeats))
     found.append(Scenario("redis3w-1000x10", "redis3w", 1000, 10, repeats=3))
+    found.append(Scenario("redis2w-1000x10", "redis2w", 1000, 10, repeats=3))
     return found
 
 
@@ -72,6 +73,8 @@ BRIEF = ("conns", "held", "kib_per_conn", "cpu_us_per_event", "p50_us", "p99_us"
          "repeats")  # fmt: skip
 #: Across 3 workers: the Redis-backed servers, and Nchan (shared memory) as the yardstick.
 REDIS3W_SERVERS = ["wsgisse-redis", "flask-sse", "nchan"]
+#: One channel, subscribers spread over 2 workers on Redis, against 1 worker on memory.
+REDIS2W_SERVERS = [("wsgisse-redis", 2), ("wsgisse", 1)]
 
 
 def _warm(server: _servers.Server) -> None:
@@ -151,7 +154,7 @@ class Bench:
         spec = _servers.SPECS[name]
         why = _servers.available(spec)
         for scenario in chosen:
-            if scenario.kind == "redis3w":
+            if scenario.kind in ("redis3w", "redis2w"):
                 continue
             if why is not None:
                 self.record(scenario, name, {"skipped": why})
@@ -200,9 +203,13 @@ class Bench:
                 server_cm.__exit__(None, None, None)
 
     def run_redis3w(self, scenario: Scenario, names: list[str]) -> None:
-        for name in names:
+        self.run_workers(scenario, [(name, 3) for name in names])
+
+    def run_workers(self, scenario: Scenario, servers: list[tuple[str, int]]) -> None:
+        """The fan-out scenario on each server with its number of workers."""
+        for name, workers in servers:
             base = _servers.SPECS[name]
-            spec = dataclasses.replace(base, workers=3)
+            spec = dataclasses.replace(base, workers=workers)
             why = _servers.available(spec)
             if why is not None:
                 self.record(scenario, name, {"skipped": why})
@@ -314,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         if scenario.kind == "redis3w":
             print("- across 3 workers", flush=True)
             bench.run_redis3w(scenario, [n for n in REDIS3W_SERVERS if n in servers])
+        elif scenario.kind == "redis2w":
+            print("- one channel over 2 Redis workers, against 1 memory worker", flush=True)
+            bench.run_workers(scenario, [(n, w) for n, w in REDIS2W_SERVERS if n in servers])
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git": _git_revision(),

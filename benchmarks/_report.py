@@ -63,7 +63,7 @@ def render_table(
     notes: list[str] = []
     for scenario in scenarios:
         for label, key, scale, digits, has_ratio in _figures(
-            "fanout" if scenario.kind == "redis3w" else scenario.kind
+            "fanout" if scenario.kind in ("redis3w", "redis2w") else scenario.kind
         ):
             cells: dict[str, float | None] = {}
             for server, _ in COLUMNS:

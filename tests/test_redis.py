@@ -43,7 +43,7 @@ from _servers import redis_server as make_redis_server
 
 import wsgisse
 from wsgisse import BackendUnavailableError, Channel, InvalidEventError, MessageEvent
-from wsgisse.backends._redis_replies import parse_id, read_entries, read_streams, redact_url
+from wsgisse.backends._redis_replies import parse_id, redact_url
 from wsgisse.backends.redis import SYNC_TIMEOUT, RedisBackend
 from wsgisse.testing import wait_until
 
@@ -146,17 +146,6 @@ def client_names(client: redis.Redis) -> list[str]:
 )
 def test_parse_id_reads_only_stream_ids(text: str, parsed: tuple[int, int] | None) -> None:
     assert parse_id(text) == parsed
-
-
-def test_replies_are_read_in_every_shape_redis_py_gives() -> None:
-    entry = (b"1-0", {b"body": b"data: x\n\n"})
-    decoded = ("1-0", {"body": "data: x\n\n"})
-    flat = (b"1-0", [b"body", b"data: x\n\n"])
-    for raw in ([[b"k", [entry]]], {b"k": [entry]}, [["k", [decoded]]], {"k": [flat]}):
-        [(key, [read])] = read_streams(raw)
-        assert (key, read.text, read.id, read.body) == ("k", "1-0", (1, 0), b"data: x\n\n")
-    assert read_streams(None) == read_streams([]) == read_streams({}) == []
-    assert read_entries([(b"1-0", {b"other": b"x"})])[0].body is None
 
 
 def test_redact_url_hides_the_password() -> None:
@@ -435,7 +424,7 @@ def test_max_age_drops_old_entries(
     channel = Channel("news", backend=make_backend(redis_server.url, max_age=0.3))
     for n in range(3):
         channel.publish(n)
-    time.sleep(0.4)
+    time.sleep(0.4)  # The behaviour under test is the age of the entries.
     newest = channel.publish("new")
     assert [entry_id for entry_id, _ in stored(inspect)] == [newest.id]
 
@@ -485,12 +474,20 @@ def test_entries_not_written_by_wsgisse_are_stepped_over(
 # -- the reader's lifetime ----------------------------------------------------------------------
 
 
+def reader_blocked(inspect: redis.Redis) -> bool:
+    """Whether Redis says the reader waits in a blocking XREAD (flag ``b``)."""
+    return any(
+        client.get("name") == "wsgisse-reader" and "b" in str(client.get("flags", ""))
+        for client in inspect.client_list()
+    )
+
+
 def test_a_new_channel_is_followed_at_once_while_the_reader_blocks(
-    redis_server: RedisServer, make_backend: Callable[..., RedisBackend]
+    redis_server: RedisServer, inspect: redis.Redis, make_backend: Callable[..., RedisBackend]
 ) -> None:
     backend = make_backend(redis_server.url, block_timeout=10.0)
     Channel("first", backend=backend).subscribe().close()
-    time.sleep(0.2)  # The reader is in its 10 s XREAD now.
+    wait_until(lambda: reader_blocked(inspect), 5.0, "the reader in its 10 s XREAD")
     began = time.monotonic()
     second = Channel("second", backend=backend)
     with second.subscribe() as subscription:
@@ -509,7 +506,8 @@ def test_closing_the_last_channel_stops_the_reader_and_its_connection(
     assert len(reader_threads()) == 1
     assert client_names(inspect).count("wsgisse-reader") == 1
     first.close()
-    time.sleep(0.2)
+    # The reader goes on with the other channel: it is back in its XREAD.
+    wait_until(lambda: reader_blocked(inspect), 5.0, "the reader in its XREAD again")
     assert len(reader_threads()) == 1
     began = time.monotonic()
     second.close()  # Returns once the reader has ended: unblocked from its 10 s XREAD.

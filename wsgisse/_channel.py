@@ -122,6 +122,11 @@ class Channel:
         return f"<Channel {self.name!r} {state}>"
 
     @property
+    def backend(self) -> Backend:
+        """Where the channel's events go and come from (see :class:`~wsgisse.Backend`)."""
+        return self._backend
+
+    @property
     def max_backlog(self) -> int:
         """How many events a subscriber may fall behind before ``on_slow`` applies."""
         return self._fanout.max_backlog

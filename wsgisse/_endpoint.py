@@ -9,6 +9,7 @@ status, never a traceback.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -217,7 +218,7 @@ class SSEApp:
             for channel in channels.values():
                 self.stats.track_channel(channel)
         self._lock = native_lock()
-        self._live: dict[EventStream, tuple[str | None, tuple[str, ...], str]] = {}
+        self._live: dict[EventStream, tuple[str | None, tuple[Channel, ...], str]] = {}
         # What stops watching each live stream's socket for a hang-up (see _hangup).
         self._unwatch: dict[EventStream, Callable[[], None]] = {}
         self._per_client: dict[str, int] = {}
@@ -261,6 +262,7 @@ class SSEApp:
         channels = self._resolve(names)
         address = client_address(environ, self.trusted_proxies)
         remember_client_address(environ, address)
+        authorizing = time.monotonic()
         user = self._authorized_user(environ, channels)
         if method == "HEAD":
             start_response(EventStream.status, [*EventStream.headers, *cors_headers])
@@ -298,9 +300,10 @@ class SSEApp:
             prelude=prelude,
         )
         with self._lock:
-            self._live[stream] = (user, tuple(channel.name for channel in channels), address)
+            self._live[stream] = (user, tuple(channels), address)
             if connection is not None and self.on_disconnect is not None:
                 self._connections[stream] = connection
+        _lifecycle.tag(stream, user, tuple(channels), authorizing)
         self.stats.opened(stream)
         sock = client_socket(environ)
         if sock is not None:
@@ -346,27 +349,63 @@ class SSEApp:
         raise BadRequest(_STATUS.get(code, f"{code} Refused"), "access refused", reason=reason)
 
     def revoke(self, *, user: str | None = None, channel: str | None = None) -> int:
-        """End the live streams of ``user`` and/or of ``channel`` at once.
+        """End the live streams of ``user`` and/or of ``channel``, here and fleet-wide.
 
         Each gets a :data:`~wsgisse.END_EVENT` with reason ``"revoked"`` (a page should
         close its ``EventSource`` on it) and is closed; the ``authorize`` hook must also
-        refuse the client from now on, or it will reconnect. Returns how many streams
-        were ended.
+        refuse the client from now on, or it will reconnect. The streams of this
+        endpoint end at once. When the channels' backend is shared (it has a
+        ``revoke`` method, as ``RedisBackend`` does) the revocation is also sent through
+        it, and every process using it ends its matching streams (the Redis backend:
+        within about a second, and none receives an event published after this call
+        returns). Returns how many streams this endpoint ended.
 
         Raises:
             ValueError: neither ``user`` nor ``channel`` given.
+            BackendUnavailableError: a shared backend could not carry the revocation to
+                the other processes (the streams of this endpoint are ended anyway).
         """
         if user is None and channel is None:
             raise ValueError("revoke needs a user, a channel, or both")
         with self._lock:
             chosen = [
                 stream
-                for stream, (stream_user, names, _) in self._live.items()
-                if (user is None or stream_user == user) and (channel is None or channel in names)
+                for stream, (stream_user, channels, _) in self._live.items()
+                if (user is None or stream_user == user)
+                and (channel is None or any(c.name == channel for c in channels))
             ]
+            live_channels = list({c: None for _, chs, _ in self._live.values() for c in chs})
         for stream in chosen:
             stream.end("revoked")
+        for backend_revoke in self._shared_revokers(channel, live_channels):
+            backend_revoke(user=user, channel=channel)
         return len(chosen)
+
+    def _shared_revokers(
+        self, name: str | None, live_channels: list[Channel]
+    ) -> list[Callable[..., object]]:
+        """The ``revoke`` of each distinct shared backend of the channels this serves.
+
+        A function as channel source names its channels only when asked: without a
+        channel name, the backends reached are those of the channels served now.
+        """
+        source = self._channels
+        known: list[Channel | None] = list(live_channels)
+        if isinstance(source, Channel):
+            known.append(source)
+        elif isinstance(source, Mapping):
+            known.extend(source.values())
+        elif name is not None:
+            known.append(source(name))
+        revokers: dict[int, Callable[..., object]] = {}
+        for channel in known:
+            if channel is None:
+                continue
+            backend = channel.backend
+            revoke = getattr(backend, "revoke", None)
+            if callable(revoke):
+                revokers.setdefault(id(backend), revoke)
+        return list(revokers.values())
 
     @property
     def connected(self) -> int:

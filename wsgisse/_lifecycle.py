@@ -12,6 +12,7 @@ purpose instead: each writes what it has pending, then a farewell event with a j
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import signal
 import threading
@@ -30,13 +31,20 @@ __all__ = [
     "adapted_to",
     "chain_shutdown_signals",
     "register",
+    "revoke_streams",
     "set_stream_limit",
     "set_worker_count",
     "shutdown",
     "shutting_down",
     "stream_limit",
+    "tag",
     "worker_count",
 ]
+
+# How long, and how many, revocations are remembered to end a stream tagged late (one
+# whose authorization ran before a revocation that was applied before it was tagged).
+_REVOCATION_MEMORY = 60.0
+_REVOCATIONS_KEPT = 256
 
 
 class _Endable(Protocol):
@@ -57,6 +65,14 @@ class _Process:
         # The servers whose hooks have fitted this process (wsgisse.integrations.*).
         self.adapted_to: set[str] = set()
         self.chained_handlers: set[Callable[[int, FrameType | None], None]] = set()
+        # Who each stream serves and from which channels: what a revocation matches.
+        self.tags: weakref.WeakKeyDictionary[_Endable, tuple[str | None, tuple[Any, ...]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        # (when, user, channel predicate) of the recent revocations, oldest first.
+        self.revocations: collections.deque[tuple[float, str | None, Callable[[Any], bool]]] = (
+            collections.deque(maxlen=_REVOCATIONS_KEPT)
+        )
 
 
 # Created empty at import (no side effect); filled as streams open.
@@ -100,6 +116,54 @@ def unregister(stream: _Endable) -> None:
     """Stop tracking a stream (it has closed)."""
     with _process.lock:
         _process.streams.discard(stream)
+        _process.tags.pop(stream, None)
+
+
+def tag(stream: _Endable, user: str | None, channels: tuple[Any, ...], since: float) -> None:
+    """Say whom ``stream`` serves, from which channels, so that revocations can find it.
+
+    ``since``: the ``time.monotonic()`` at which its authorization began. A revocation
+    applied in this process since then that matches it ends it at once: the app's
+    ``authorize`` may have said yes just before the user was revoked.
+    """
+    with _process.lock:
+        _process.tags[stream] = (user, channels)
+        recent = [entry for entry in _process.revocations if entry[0] >= since]
+    for _, revoked_user, matches in recent:
+        if _matches(user, channels, revoked_user, matches):
+            stream.end("revoked")
+            return
+
+
+def _matches(
+    user: str | None,
+    channels: tuple[Any, ...],
+    revoked_user: str | None,
+    matches: Callable[[Any], bool],
+) -> bool:
+    return (revoked_user is None or user == revoked_user) and any(map(matches, channels))
+
+
+def revoke_streams(user: str | None, matches: Callable[[Any], bool]) -> int:
+    """End (reason ``"revoked"``) the tagged streams of ``user`` on a channel ``matches``.
+
+    ``user`` ``None``: any user. Returns how many streams matched (some may have been
+    ended already). Remembered for a while, for streams tagged late (see :func:`tag`).
+    """
+    now = time.monotonic()
+    with _process.lock:
+        revocations = _process.revocations
+        while revocations and revocations[0][0] < now - _REVOCATION_MEMORY:
+            revocations.popleft()
+        revocations.append((now, user, matches))
+        chosen = [
+            stream
+            for stream, (stream_user, channels) in _process.tags.items()
+            if _matches(stream_user, channels, user, matches)
+        ]
+    for stream in chosen:
+        stream.end("revoked")
+    return len(chosen)
 
 
 def live_streams() -> int:

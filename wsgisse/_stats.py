@@ -8,7 +8,7 @@ when it closes, and live streams are summed when the stats are read.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ._sync import native_lock
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ._channel import Channel
     from ._stream import EventStream
 
-__all__ = ["Stats", "metrics_app"]
+__all__ = ["Stats", "metrics_app", "prometheus_text"]
 
 
 class Stats:
@@ -97,21 +97,43 @@ class Stats:
 
     def prometheus(self, prefix: str = "wsgisse") -> str:
         """The counters in Prometheus' text exposition format (version 0.0.4)."""
-        snapshot = self.snapshot()
-        lines: list[str] = []
-        for name, kind, help_text in _METRICS:
-            lines.append(f"# HELP {prefix}_{name} {help_text}")
-            lines.append(f"# TYPE {prefix}_{name} {kind}")
+        return prometheus_text([({}, self.snapshot())], prefix)
+
+
+Snapshot = Mapping[str, "int | Mapping[str, int]"]
+
+
+def prometheus_text(series: Sequence[tuple[Mapping[str, str], Snapshot]], prefix: str) -> str:
+    """Snapshots (see :meth:`Stats.snapshot`) in Prometheus' text format, one series each.
+
+    Each snapshot comes with its labels (``{"worker": "web-1:4242"}``; none for one
+    process), so that the snapshots of several processes can be summed by the query.
+    """
+    lines: list[str] = []
+    for name, kind, help_text in _METRICS:
+        lines.append(f"# HELP {prefix}_{name} {help_text}")
+        lines.append(f"# TYPE {prefix}_{name} {kind}")
+        for labels, snapshot in series:
             if name == "refused_total":
-                refused = snapshot["refused"]
-                assert isinstance(refused, dict)  # noqa: S101 - narrows the union for mypy
+                refused = snapshot.get("refused", {})
+                assert isinstance(refused, Mapping)  # noqa: S101 - narrows the union for mypy
                 lines.extend(
-                    f'{prefix}_{name}{{reason="{reason}"}} {count}'
+                    f"{prefix}_{name}{_labels({**labels, 'reason': reason})} {count}"
                     for reason, count in sorted(refused.items())
                 )
             else:
-                lines.append(f"{prefix}_{name} {snapshot[_SNAPSHOT_KEY[name]]}")
-        return "\n".join(lines) + "\n"
+                lines.append(f"{prefix}_{name}{_labels(labels)} {snapshot[_SNAPSHOT_KEY[name]]}")
+    return "\n".join(lines) + "\n"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    escaped = (
+        (name, value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n"))
+        for name, value in labels.items()
+    )
+    return "{" + ",".join(f'{name}="{value}"' for name, value in escaped) + "}"
 
 
 _METRICS = (

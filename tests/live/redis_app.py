@@ -10,6 +10,12 @@ environment variable ``WSGISSE_TEST_REDIS_URL``. Routes:
     worker a client landed on.
 ``/pid``
     That pid, as text.
+``/metrics``
+    Every worker's stats (``RedisBackend.fleet_metrics``): one series per worker.
+``/publish?n=N`` (``&key=K``: idempotently, with that key)
+    Publishes ``{"n": N}`` from the worker, as a view would; answers
+    ``{"id": ..., "ms": ...}``, or 503 with ``{"error": ..., "ms": ...}`` when the
+    publish raised :class:`wsgisse.BackendUnavailableError`.
 
 Run as a script, it is the publisher outside the web tier (a cron job, a task queue
 worker)::
@@ -29,7 +35,8 @@ import os
 import sys
 import time
 
-from flask import Flask, Response
+from flask import Flask, Response, request
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 import wsgisse
 from wsgisse.backends.redis import RedisBackend
@@ -44,11 +51,31 @@ def create_app(redis_url: str) -> Flask:
     app = Flask(__name__)
     app.config["WSGISSE_HEARTBEAT"] = 1.0
     app.config["WSGISSE_RETRY"] = 500
-    SSE(app, channel=wsgisse.Channel(CHANNEL, backend=RedisBackend(redis_url)))
+    backend = RedisBackend(redis_url)
+    channel = wsgisse.Channel(CHANNEL, backend=backend)
+    SSE(app, channel=channel)
+    # Every worker reports its endpoint's stats; any worker's /metrics shows them all.
+    metrics = backend.fleet_metrics_app(app.extensions["wsgisse"].endpoint.stats)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/metrics": metrics})  # type: ignore[method-assign]
 
     @app.get("/pid")
     def pid() -> str:
         return str(os.getpid())
+
+    @app.get("/publish")
+    def publish_view() -> tuple[dict[str, object], int]:
+        n = int(request.args["n"])
+        key = request.args.get("key")
+        began = time.monotonic()
+        try:
+            if key is None:
+                sent = channel.publish({"n": n})
+            else:
+                sent = backend.publish_once(channel, key, {"n": n})
+        except wsgisse.BackendUnavailableError as exc:
+            ms = round((time.monotonic() - began) * 1000, 1)
+            return {"error": type(exc).__name__, "message": str(exc), "ms": ms}, 503
+        return {"id": sent.id, "ms": round((time.monotonic() - began) * 1000, 1)}, 200
 
     @app.after_request
     def tell_worker(response: Response) -> Response:

@@ -2,8 +2,9 @@
 
 redis-py shapes a reply according to the client's settings: keys and ids are ``bytes``,
 or ``str`` with ``decode_responses=True``; an XREAD reply is a list of ``[key, entries]``
-(RESP2, and RESP3 with ``legacy_responses``) or a dict ``{key: entries}`` (RESP3); the
-fields of an entry are a dict, or a flat list. A backend may be handed any such client,
+(RESP2) or, with ``protocol=3``, a dict ``{key: [entries]}`` whose values wrap the list
+of entries in a one-item list (redis-py 8's ``parse_xread_resp3``); the fields of an
+entry are a dict, or a flat list. A backend may be handed any such client,
 so every shape is read here, and nothing else of the backend looks at one.
 """
 
@@ -19,11 +20,13 @@ __all__ = [
     "Entry",
     "StreamId",
     "encode_audience",
+    "field",
     "format_id",
     "parse_id",
     "read_entries",
     "read_streams",
     "redact_url",
+    "split_streams",
 ]
 
 #: The field of a stream entry that holds the encoded event, without its id line.
@@ -79,7 +82,8 @@ def encode_audience(audience: frozenset[str]) -> bytes:
     return json.dumps(sorted(audience), ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _field(fields: Any, name: bytes) -> bytes | None:
+def field(fields: Any, name: bytes) -> bytes | None:
+    """The value of field ``name`` of an entry's fields (a dict or a flat list), as bytes."""
     if isinstance(fields, (list, tuple)):
         fields = dict(zip(fields[::2], fields[1::2], strict=False))
     if not isinstance(fields, dict):
@@ -91,8 +95,8 @@ def _field(fields: Any, name: bytes) -> bytes | None:
 
 
 def _entry(text: str, parsed: StreamId, fields: Any) -> Entry:
-    body = _field(fields, BODY_FIELD)
-    raw_audience = _field(fields, AUDIENCE_FIELD)
+    body = field(fields, BODY_FIELD)
+    raw_audience = field(fields, AUDIENCE_FIELD)
     if raw_audience is None:
         return Entry(text, parsed, body)
     try:
@@ -118,16 +122,45 @@ def read_entries(raw: Any) -> list[Entry]:
     return entries
 
 
-def read_streams(raw: Any) -> list[tuple[str, list[Entry]]]:
-    """An XREAD reply as ``[(key, entries), ...]``; empty for a timeout (``None``)."""
+def split_streams(raw: Any) -> list[tuple[str, Any]]:
+    """An XREAD reply as ``[(key, raw entries), ...]``, in every shape redis-py gives.
+
+    Empty for a timeout (``None``, ``[]`` or ``{}``). The raw entries are what
+    :func:`read_entries` reads.
+    """
     if not raw:
         return []
-    pairs = raw.items() if isinstance(raw, dict) else raw
+    if not isinstance(raw, dict):
+        return [(_text(key), entries) for key, entries in raw]
     streams = []
-    for key, entries in pairs:
+    for key, wrapped in raw.items():
+        # RESP3: {key: [[entry, entry, ...]]}. An entry is a pair (id, fields) whose id
+        # is bytes or str, so a first item that is itself a list of pairs is the wrapper.
+        entries = wrapped
+        if isinstance(wrapped, list) and len(wrapped) == 1 and _is_entry_list(wrapped[0]):
+            entries = wrapped[0]
+        streams.append((_text(key), entries))
+    return streams
+
+
+def _is_entry_list(value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    first = value[0] if value else None
+    return first is None or (
+        isinstance(first, (list, tuple))
+        and len(first) == 2  # noqa: PLR2004 - an entry is a pair
+        and not isinstance(first[0], list)
+    )
+
+
+def read_streams(raw: Any) -> list[tuple[str, list[Entry]]]:
+    """An XREAD reply as ``[(key, entries), ...]``; empty for a timeout (``None``)."""
+    streams = []
+    for key, entries in split_streams(raw):
         read = read_entries(entries)
         if read:
-            streams.append((_text(key), read))
+            streams.append((key, read))
     return streams
 
 

@@ -18,19 +18,19 @@ gevent monkey-patching, a thread otherwise) for all its channels: one blocking `
 on a connection of its own follows every attached stream, and each entry is appended to
 the logs of the local channels of that name, from which subscribers are served exactly
 as with the memory backend. A process that only publishes (a script, a task queue
-worker) never starts a reader. See ``docs/redis.rst`` for sizing and failover.
+worker) never starts a reader. The same XREAD reads the control stream that carries
+``revoke()`` to every process. See ``docs/redis.rst`` for sizing, failures, Sentinel and
+``wsgisse.backends.redis_cluster``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError as exc:
     if exc.name is not None and exc.name.split(".")[0] != "redis":
         raise  # redis is installed but broken: show what it lacks
@@ -40,14 +40,20 @@ except ImportError as exc:
     ) from exc
 
 from .._errors import BackendUnavailableError, InvalidEventError
+from .._event import ServerSentEvent
+from . import _redis_control
+from ._redis_fleet import FleetMixin
+from ._redis_once import ONCE_SCRIPT, ONCE_TTL, marker_key, script_args
 from ._redis_reader import READ_MARGIN, SYNC_TIMEOUT, Reader
 from ._redis_replies import AUDIENCE_FIELD, BODY_FIELD, encode_audience, parse_id, redact_url
+from ._redis_sentinel import MasterWatch
+from ._redis_stats import StatsReporter
+from ._redis_write import attempt_write, no_retry, oldest_kept, replicated, xadd
 
 if TYPE_CHECKING:
     from redis.typing import EncodableT, FieldT
 
     from .._channel import Channel
-    from .._event import ServerSentEvent
 
 __all__ = ["DEFAULT_URL", "PUBLISH_TIMEOUT", "SYNC_TIMEOUT", "RedisBackend"]
 
@@ -61,17 +67,8 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 #: ``socket_timeout`` / ``socket_connect_timeout`` in the URL's query string wins.
 PUBLISH_TIMEOUT = 2.0
 
-# How Redis words its refusal of an XADD id (not above the last id, 0-0, or no id).
-_REFUSED_ID = ("The ID specified in XADD", "Invalid stream ID")
 
-
-def _no_retry() -> Retry:
-    # The backend bounds retries itself (publish_retries, the reader's backoff): redis-py
-    # 6+ otherwise retries every command three times on its own.
-    return Retry(NoBackoff(), 0)
-
-
-class RedisBackend:
+class RedisBackend(FleetMixin):
     """A :class:`~wsgisse.Backend` that keeps each channel's events in a Redis stream.
 
     Share one object among all the channels of a process: each object runs one reader
@@ -95,6 +92,11 @@ class RedisBackend:
             before :class:`~wsgisse.BackendUnavailableError`. 0 by default: a retry after
             a reply was lost may store the event twice.
         retry_delay: seconds between those attempts.
+        replicas: wait (``WAIT``) until this many replicas hold each published event,
+            up to ``replica_timeout`` seconds, and raise
+            :class:`~wsgisse.BackendUnavailableError` when fewer did: then a failover
+            cannot lose an event whose publish returned. 0: do not wait.
+        replica_timeout: see ``replicas``.
         block_timeout: seconds one ``XREAD`` of the reader blocks. The backend ends a
             blocked ``XREAD`` with ``CLIENT UNBLOCK`` to follow a new channel or to stop;
             where Redis refuses that command, this bounds how late either happens.
@@ -103,7 +105,7 @@ class RedisBackend:
         ValueError: a limit is out of range, or the URL is not one redis-py reads.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - every option is keyword-only and named at each call
         self,
         url: str = DEFAULT_URL,
         *,
@@ -114,6 +116,8 @@ class RedisBackend:
         publish_retries: int = 0,
         retry_delay: float = 0.1,
         block_timeout: float = 1.0,
+        replicas: int = 0,
+        replica_timeout: float = 0.5,
     ) -> None:
         if maxlen is not None and maxlen < 1:
             raise ValueError(f"maxlen must be at least 1 or None, not {maxlen}")
@@ -125,6 +129,9 @@ class RedisBackend:
             raise ValueError(f"retry_delay must be 0 or more seconds, not {retry_delay}")
         if not block_timeout > 0:
             raise ValueError(f"block_timeout must be positive seconds, not {block_timeout}")
+        if replicas < 0 or not replica_timeout > 0:
+            raise ValueError("replicas must be 0 or more, and replica_timeout positive seconds")
+        self._replicas = (replicas, round(replica_timeout * 1000)) if replicas else None
         self.prefix = prefix
         self.maxlen = maxlen
         self.max_age = max_age
@@ -138,16 +145,23 @@ class RedisBackend:
                 url,
                 socket_timeout=PUBLISH_TIMEOUT,
                 socket_connect_timeout=PUBLISH_TIMEOUT,
-                retry=_no_retry(),
+                retry=no_retry(),
                 client_name="wsgisse-publish",
             )
         self._client = client
+        self._once_script = client.register_script(ONCE_SCRIPT)
         self._closed = False
+        self._reporter = StatsReporter(prefix)
+        self._publisher_watch = MasterWatch()
+        self._reader_watch = MasterWatch()
         self._reader = Reader(
             connect=self._reader_client,
             unblock=self._unblock,
             block_timeout=block_timeout,
             name=repr(self),
+            control_key=self.control_key,
+            on_control=self._revoked,
+            on_round=self._each_round,
         )
 
     def __repr__(self) -> str:
@@ -155,7 +169,13 @@ class RedisBackend:
         return f"<RedisBackend {where} prefix={self.prefix!r}>"
 
     def stream_key(self, name: str) -> str:
-        """The key of the Redis stream that holds channel ``name``'s events."""
+        """The key of the Redis stream that holds channel ``name``'s events.
+
+        Raises:
+            ValueError: ``name`` is ``"@control"``, the key of the control stream.
+        """
+        if name == _redis_control.CONTROL_SUFFIX:
+            raise ValueError(f"the channel name {name!r} is reserved by the Redis backend")
         return f"{self.prefix}{name}"
 
     # -- publishing ---------------------------------------------------------------------------
@@ -181,46 +201,81 @@ class RedisBackend:
                 read-only replica, a key of another type); nothing was published.
         """
         key = self.stream_key(channel.name)
-        if self._closed:
-            raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
         fields: dict[FieldT, EncodableT] = {BODY_FIELD: body.encode()}
         if audience is not None:
             fields[AUDIENCE_FIELD] = encode_audience(audience)
-        failure: redis.RedisError | None = None
-        for attempt in range(self.publish_retries + 1):
-            if attempt:
-                time.sleep(self.retry_delay)
-            try:
-                added = self._xadd(key, fields, "*" if event_id is None else event_id)
-            except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
-                failure = exc  # Unreachable, restarting, or failing over: worth a retry.
-                continue
-            except redis.ResponseError as exc:
-                if event_id is not None and any(m in str(exc) for m in _REFUSED_ID):
-                    raise InvalidEventError("id", event_id, f"Redis refused it: {exc}") from exc
-                raise BackendUnavailableError(
-                    f"Redis refused the event for {key!r}: {exc}"
-                ) from exc
-            except redis.RedisError as exc:
-                raise BackendUnavailableError(f"could not publish to {key!r}: {exc}") from exc
-            return added.decode() if isinstance(added, bytes) else str(added)
-        attempts = self.publish_retries + 1
-        raise BackendUnavailableError(
-            f"could not publish to {key!r} ({attempts} attempt{'s' * (attempts > 1)}): "
-            f"Redis is unreachable: {failure}"
-        ) from failure
+        xadd_id = "*" if event_id is None else event_id
+        return self._attempts(key, event_id, lambda: self._xadd(key, fields, xadd_id))
+
+    def publish_once(
+        self,
+        channel: Channel,
+        key: str,
+        data: object,
+        *,
+        event: str | None = None,
+        retry: int | None = None,
+        audience: Iterable[str] | None = None,
+        ttl: int = ONCE_TTL,
+    ) -> ServerSentEvent:
+        """Publish an event at most once per ``key``, however often this is retried.
+
+        Use it where a retry after a failure must never store the event twice: a
+        publish that raised :class:`~wsgisse.BackendUnavailableError` after a timeout
+        may have been stored (or may be stored later, by a Redis that was stuck), so
+        its outcome is unknown. Call again with the same ``key``: if an earlier
+        attempt stored the event, nothing is added and its id is returned. ``key``
+        names the event in your terms (``"order-42-shipped"``); it is remembered for
+        ``ttl`` seconds (a day by default). ``publish_retries`` applies, and is safe
+        here. The arguments are :meth:`wsgisse.Channel.publish`'s; the id is always
+        Redis'. Runs one Lua script (an ACL user needs ``+evalsha +script|load``).
+
+        Returns:
+            The event as stored, with its id (the first attempt's, on a repeat).
+
+        Raises:
+            InvalidEventError: a field cannot be carried by the event-stream format.
+            BackendUnavailableError: as for :meth:`publish`; the outcome is unknown
+                after a timeout, and calling again with ``key`` settles it.
+        """
+        if data is None:
+            raise InvalidEventError("data", data, "a browser dispatches no event without data")
+        body = ServerSentEvent(data, event=event, retry=retry)
+        stream = self.stream_key(channel.name)
+        fields: dict[FieldT, EncodableT] = {BODY_FIELD: body.encode()}
+        if audience is not None:
+            fields[AUDIENCE_FIELD] = encode_audience(frozenset(audience))
+        marker = marker_key(stream, key)
+
+        def run() -> Any:
+            args = script_args(ttl, self.maxlen, self._minid(), fields)
+            if self._replicas is None:
+                return self._once_script(keys=[stream, marker], args=args)
+            pipe = self._client.pipeline(transaction=False)
+            self._once_script(keys=[stream, marker], args=args, client=pipe)
+            return replicated(pipe, stream, self._replicas)
+
+        sent_id = self._attempts(stream, None, run)
+        return ServerSentEvent(data, event=event, retry=retry, id=sent_id)
+
+    def _minid(self) -> str | None:
+        return oldest_kept(self.max_age)
+
+    def _attempts(self, key: str, event_id: str | None, call: Callable[[], Any]) -> str:
+        if self._closed:
+            raise BackendUnavailableError(f"cannot publish to {key!r}: the backend is closed")
+        self._publisher_watch.check(self._client)
+        return attempt_write(
+            call,
+            key,
+            event_id,
+            self.publish_retries,
+            self.retry_delay,
+            lambda: self._publisher_watch.check(self._client, force=True),
+        )
 
     def _xadd(self, key: str, fields: dict[FieldT, EncodableT], xadd_id: str) -> Any:
-        if self.max_age is None:
-            return self._client.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
-        # XADD takes one trimming strategy, so MINID goes in a second command of the same
-        # round trip. Exact, unlike MAXLEN ~: approximate trimming only drops whole nodes
-        # of ~100 entries, so a slow channel would keep its old events forever.
-        oldest_ms = max(0, time.time_ns() // 1_000_000 - int(self.max_age * 1000))
-        pipe = self._client.pipeline(transaction=False)
-        pipe.xadd(key, fields, id=xadd_id, maxlen=self.maxlen)
-        pipe.xtrim(key, minid=f"{oldest_ms}-0", approximate=False)
-        return pipe.execute()[0]
+        return xadd(self._client, key, fields, xadd_id, self.maxlen, self.max_age, self._replicas)
 
     # -- following channels ---------------------------------------------------------------------
 
@@ -293,12 +348,16 @@ class RedisBackend:
     def _reader_client(self) -> redis.Redis:
         """The reader's client: a connection of its own, with a timeout beyond its XREAD."""
         if not self._owns_client:
-            return redis.Redis(connection_pool=self._client.connection_pool)
+            # Pinned to one connection of the pool: the id that CLIENT UNBLOCK names must
+            # be the connection's that blocks in XREAD, not any the pool hands out.
+            return redis.Redis(
+                connection_pool=self._client.connection_pool, single_connection_client=True
+            )
         return redis.Redis.from_url(
             self._url,
             socket_timeout=self.block_timeout + READ_MARGIN,
             socket_connect_timeout=PUBLISH_TIMEOUT,
-            retry=_no_retry(),
+            retry=no_retry(),
             client_name="wsgisse-reader",
         )
 
