@@ -57,6 +57,7 @@ _PRIVATE = [
     "DEFAULT_HEADERS",
     "DirectWriter",
     "FastPath",
+    "wsgisse.backends._redis_fleet.FleetMixin",
     "FlaskAuthorizer",
     "MAX_ID_LENGTH",
     "MultiSubscription",
