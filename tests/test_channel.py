@@ -554,3 +554,19 @@ def test_a_subscriber_parked_through_many_events_for_others_stays_exact() -> Non
     # ...and one far behind is told what was lost, as anybody would be.
     (lost,) = parse(channel.subscribe(last_event_id=first.id, user="bob").get(timeout=1))
     assert lost.type == HISTORY_LOST_EVENT
+
+
+def test_1200_events_of_1_mib_keep_only_the_byte_bound_alive() -> None:
+    import psutil  # noqa: PLC0415
+
+    process = psutil.Process()
+    channel = Channel(history=1000)  # 16 MiB of history by default, whatever the count
+    megabyte = "x" * (1024 * 1024 - 64)
+    before = process.memory_info().rss
+    for _ in range(1200):
+        channel.publish(megabyte)
+    grown = process.memory_info().rss - before
+    held = channel._fanout.log  # noqa: SLF001
+    assert held.held_bytes <= 16 * 1024 * 1024
+    assert len(held) == 16  # not the 1,000 events the count alone would keep: about 1 GiB
+    assert grown < 64 * 1024 * 1024, grown

@@ -965,3 +965,27 @@ def test_1000_subscribers_on_3_workers_hold_one_redis_connection_each(
         per_worker[pid] = sorted(clients[port] for port in ports if port in clients)
     assert sorted(per_worker.values()) == [["wsgisse-reader"]] * 3, per_worker
     assert len(clients) == 3 + 1  # The three readers, and this test's own client.
+
+
+def test_the_local_log_of_a_redis_channel_is_bounded_in_bytes_too(
+    redis_server: RedisServer, make_backend: Callable[..., RedisBackend]
+) -> None:
+    backend = make_backend(redis_server.url)
+    channel = Channel("big", history=1000, history_bytes=1_000_000, backend=backend)
+    with channel.subscribe() as reader:
+        sent = [channel.publish("x" * 100_000) for _ in range(30)]
+        received: list[bytes] = []
+        while (
+            sum(chunk.count(b"\ndata: ") + chunk.startswith(b"data: ") for chunk in received) < 30
+        ):
+            received.append(reader.get(timeout=5))
+    log = channel._fanout.log  # noqa: SLF001
+    assert log.held_bytes <= 1_000_000
+    held = [event for event in sent if event.id in log]
+    assert 5 <= len(held) <= 10
+    # A client back from another worker, just outside the window, is told it was lost.
+    outside = sent[sent.index(held[0]) - 1]
+    with channel.subscribe(last_event_id=outside.id) as late:
+        assert late.get(timeout=5).startswith(b"event: wsgisse-history-lost")
+    with channel.subscribe(last_event_id=held[0].id) as exact:
+        assert exact.get(timeout=5).count(b"\nid: ") == len(held) - 1

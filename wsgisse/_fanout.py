@@ -45,6 +45,10 @@ __all__ = ["Fanout", "Member", "SlowPolicy"]
 
 SlowPolicy = Literal["disconnect", "skip"]
 
+# What an id line adds to a frame, at most, for the log's byte bound (ours and Redis' ids
+# are under 32 characters; a longer explicit id only makes the estimate short by a little).
+_ID_LINE_ROOM = 40
+
 # A member further behind than this is left to its own greenlet: its catch-up write is
 # large, and the loop must stay short for everybody else.
 _MAX_DIRECT_LAG = 64
@@ -194,7 +198,8 @@ class Fanout:
                 log = self.log
                 if event_id is not None and event_id in log:
                     raise InvalidEventError("id", event_id, "already used in the channel's history")
-                deadline = self._wait_for_room_locked(now)
+                framed_size = len(frame_body) + _ID_LINE_ROOM
+                deadline = self._wait_for_room_locked(now, framed_size)
                 if deadline is not None and waiter is None:
                     waiter = _publisher_waiter()
                 if deadline is None or waiter is None:
@@ -262,7 +267,7 @@ class Fanout:
                 dropped, self.dropped = self.dropped, []
             wake_all([member.waiter for member in dropped])
 
-    def _wait_for_room_locked(self, now: float) -> float | None:
+    def _wait_for_room_locked(self, now: float, size: int) -> float | None:
         """When the log is full and a reading member still needs its oldest frame: until
         when the publisher may wait for it (``None``: append now).
 
@@ -271,7 +276,8 @@ class Fanout:
         """
         log = self.log
         oldest = log.oldest
-        if len(log) < log.capacity or oldest < self._needed_from:
+        full = len(log) >= log.capacity or log.held_bytes + size > log.max_bytes
+        if not full or oldest < self._needed_from or oldest == log.head:
             return None
         needers = self._needers_locked(oldest)
         if not needers:
