@@ -65,8 +65,8 @@ def scenarios(quick: bool) -> list[Scenario]:
     return found
 
 
-FANOUT_SERVERS = ["blaster", "wsgisse", "wsgisse-redis", "sse-starlette", "flask-sse",
-                  "gevent-minimal", "nchan"]  # fmt: skip
+FANOUT_SERVERS = ["blaster", "wsgisse", "wsgisse-redis", "wsgisse-flask", "sse-starlette",
+                  "flask-sse", "gevent-minimal", "nchan"]  # fmt: skip
 #: What is printed of each result as it comes (everything goes to the JSON file).
 BRIEF = ("conns", "held", "kib_per_conn", "cpu_us_per_event", "p50_us", "p99_us", "lost",
          "reconnects", "events_per_s", "background_cpu_s", "error", "skipped",

@@ -8,6 +8,7 @@ COLUMNS = [
     ("blaster", "C ceil"),
     ("wsgisse", "wsgisse"),
     ("wsgisse-redis", "ws-redis"),
+    ("wsgisse-flask", "ws-flask"),
     ("sse-starlette", "starlette"),
     ("flask-sse", "flask-sse"),
     ("gevent-minimal", "gevent-min"),
@@ -20,6 +21,7 @@ RATIOS = [
     ("nchan", "÷nchan"),
     ("flask-sse", "÷fsse"),
     ("wsgisse", "redis÷mem"),
+    ("wsgisse-flask", "flask÷mem"),
 ]
 
 
@@ -74,6 +76,11 @@ def render_table(
             ratios: dict[str, float | None] = {}
             for peer, _ in RATIOS:
                 other = cells.get(peer)
+                if peer == "wsgisse-flask":  # the Flask extension against plain WSGI
+                    flask_cell = cells["wsgisse-flask"]
+                    ok = has_ratio and flask_cell is not None and bool(ours)
+                    ratios[peer] = flask_cell / ours if ok and ours else None
+                    continue
                 if peer == "wsgisse":
                     ours_r = cells["wsgisse-redis"]
                     ok = scenario.kind != "redis3w" and ours_r is not None

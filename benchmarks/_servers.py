@@ -45,7 +45,8 @@ class Spec:
 
     name: str
     title: str
-    kind: str  # wsgisse | flask-sse | sse-starlette | gevent-minimal | nchan | blaster
+    # wsgisse | wsgisse-flask | flask-sse | sse-starlette | gevent-minimal | nchan | blaster
+    kind: str
     workers: int = 1
     redis: bool = False
     #: flask-sse sends no response header before the first event.
@@ -59,6 +60,7 @@ SPECS: dict[str, Spec] = {
     for spec in [
         Spec("wsgisse", "wsgisse (memory) gunicorn gevent", "wsgisse"),
         Spec("wsgisse-redis", "wsgisse (Redis) gunicorn gevent", "wsgisse", redis=True),
+        Spec("wsgisse-flask", "wsgisse Flask extension gunicorn gevent", "wsgisse-flask"),
         Spec("sse-starlette", "sse-starlette uvicorn uvloop", "sse-starlette"),
         Spec(
             "flask-sse",
@@ -261,11 +263,13 @@ class Server:
 
 def _command(spec: Spec, port: int, workdir: Path, env: dict[str, str]) -> list[str]:
     bind = f"127.0.0.1:{port}"
-    if spec.kind == "wsgisse":
-        app = "benchmarks.peers.wsgisse_app:application"
-        return [PYTHON, *GUNICORN_GEVENT, "-w", str(spec.workers), "-b", bind, app]
-    if spec.kind == "flask-sse":
-        app = "benchmarks.peers.flasksse_app:app"
+    gunicorn_apps = {
+        "wsgisse": "benchmarks.peers.wsgisse_app:application",
+        "wsgisse-flask": "benchmarks.peers.wsgisse_flask_app:app",
+        "flask-sse": "benchmarks.peers.flasksse_app:app",
+    }
+    if spec.kind in gunicorn_apps:
+        app = gunicorn_apps[spec.kind]
         return [PYTHON, *GUNICORN_GEVENT, "-w", str(spec.workers), "-b", bind, app]
     if spec.kind == "sse-starlette":
         return [
