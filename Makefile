@@ -185,6 +185,7 @@ SOAK_ARGS ?=
 bench:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m benchmarks $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python -m benchmarks.inprocess
 
 bench-quick:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)
