@@ -356,6 +356,7 @@ class Handoff:
         "_lock",
         "_pending",
         "_producer",
+        "_producer_waits",
     )
 
     def __init__(self, limit: int = 64 * 1024) -> None:
@@ -371,6 +372,8 @@ class Handoff:
         self._consumer: Waiter | None = None
         self._consumer_waiter: Waiter | None = None
         self._producer: Waiter | None = None
+        # Whether the producer waits for room: only then does a get() wake it.
+        self._producer_waits = False
 
     def put(self, chunk: bytes) -> None:
         """Hand over ``chunk``; blocks while the consumer is ``limit`` bytes behind.
@@ -387,13 +390,16 @@ class Handoff:
                 if self._gone:
                     raise HandoffClosed
                 if self._pending >= self._limit:
-                    return None  # The consumer wakes the producer once it has taken.
+                    self._producer_waits = may_wait  # get() wakes it once it has taken
+                    return None
                 self._chunks.append(chunk)
                 self._pending += len(chunk)
                 consumer, self._consumer = self._consumer, None
                 return [] if consumer is None else [consumer]
 
-        wake_all(wait_for(poll, producer))
+        consumers = wait_for(poll, producer)
+        if consumers:
+            wake_all(consumers)
 
     def finish(self, error: BaseException | None = None) -> None:
         """The producer is done (with ``error`` when it failed)."""
@@ -416,10 +422,15 @@ class Handoff:
             self._consumer_waiter = make_waiter()
         consumer = self._consumer_waiter
 
+        producer: list[Waiter] = []
+
         def poll(may_wait: bool) -> list[bytes] | None:
             with self._lock:
                 if self._chunks:
                     chunks, self._chunks, self._pending = self._chunks, [], 0
+                    if self._producer_waits and self._producer is not None:
+                        self._producer_waits = False
+                        producer.append(self._producer)
                     return chunks
                 if self._finished:
                     raise EOFError("the event source has finished") from self._error
@@ -427,8 +438,8 @@ class Handoff:
                 return None
 
         chunks = wait_for(poll, consumer, block, timeout)
-        if self._producer is not None:
-            wake_all([self._producer])
+        if producer:
+            wake_all(producer)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def abort(self) -> None:
