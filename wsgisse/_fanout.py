@@ -190,7 +190,6 @@ class Fanout:
             InvalidEventError: ``event_id`` is already in the log, or the event is larger
                 than the log's byte bound.
         """
-        frame_body = body
         waiter: Waiter | None = None
         while True:
             now = time.monotonic()
@@ -198,14 +197,13 @@ class Fanout:
                 log = self.log
                 if event_id is not None and event_id in log:
                     raise InvalidEventError("id", event_id, "already used in the channel's history")
-                framed_size = len(frame_body) + _ID_LINE_ROOM
-                deadline = self._wait_for_room_locked(now, framed_size)
+                deadline = self._wait_for_room_locked(now, len(body) + _ID_LINE_ROOM)
                 if deadline is not None and waiter is None:
                     waiter = _publisher_waiter()
                 if deadline is None or waiter is None:
                     assigned = f"{self._epoch}-{log.head + 1}" if event_id is None else event_id
                     try:
-                        log.append(assigned, with_id_line(frame_body, assigned), now, audience)
+                        log.append(assigned, with_id_line(body, assigned), now, audience)
                     except ValueError as too_large:
                         raise InvalidEventError("data", body, str(too_large)) from None
                     self.events_published += 1
@@ -320,9 +318,10 @@ class Fanout:
     def sweep(self, parked: Sequence[Member]) -> None:
         """Write the new frames to parked members' sockets from this one loop.
 
-        Runs on the thread of the members' hub. Those it serves stay parked; the others
-        (socket full, too far behind, a prelude to send, ended, or frames with an
-        audience held) are woken to take their frames themselves.
+        Runs on the thread of the members' hub. Those it serves stay parked (a member whose
+        new frames are all for audiences it is not in is served with nothing); the others
+        (socket full, too far behind, a prelude to send, ended) are woken to take their
+        frames themselves.
         """
         now = time.monotonic()
         with self.lock:
