@@ -1,6 +1,7 @@
 """One contract for every framework integration, in process under wsgiref's validator.
 
-Each integration (the Flask extension, the Bottle plugin) serves the same stream route
+Each integration (the Flask extension, the Bottle plugin, the Django app) serves the same
+stream route
 with the same behaviour; the tests below are written once and run against each, so
 that an integration cannot drift from the others. What is particular to one framework
 (Flask's config keys and app contexts, Bottle's ``sse=True`` routes) stays in its own
@@ -9,6 +10,7 @@ test file.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +43,53 @@ def _flask_publish(app: Any, data: object, **fields: Any) -> ServerSentEvent:
         return SSE().publish(data, **fields)  # a second object reaches the app's channel
 
 
+_django_apps = itertools.count(1)
+
+
+def _make_django_app() -> Any:
+    """Django's WSGI app, configured once per process, serving a fresh channel each time."""
+    import django  # noqa: PLC0415 - only the Django leg needs it
+    from django.conf import settings  # noqa: PLC0415
+
+    if not settings.configured:
+        settings.configure(
+            DEBUG=False,
+            SECRET_KEY="contract",  # noqa: S106 - a test value
+            ALLOWED_HOSTS=["*"],
+            INSTALLED_APPS=["wsgisse.integrations.django"],
+            MIDDLEWARE=[],
+            ROOT_URLCONF="django_contract_urls",
+            DATABASES={},
+            WSGISSE={"HEARTBEAT": 15.0, "RETRY": RETRY},
+        )
+        django.setup()
+    import django_contract_urls  # noqa: PLC0415 - needs the settings
+
+    from wsgisse.integrations.django.wsgi import get_wsgi_application  # noqa: PLC0415
+
+    name = f"contract-{next(_django_apps)}"
+    django_contract_urls.CHANNEL["channels"][:] = [name]
+    app = get_wsgi_application()
+    app.channel_name = name  # type: ignore[attr-defined]
+    return app
+
+
+def _django_channel(app: Any) -> Channel:
+    from wsgisse.integrations.django import get_channel  # noqa: PLC0415
+
+    return get_channel(app.channel_name)
+
+
+def _django_publish(app: Any, data: object, **fields: Any) -> ServerSentEvent:
+    from wsgisse.integrations.django import send_event  # noqa: PLC0415
+
+    return send_event(app.channel_name, data, **fields)
+
+
 INTEGRATIONS = {
+    "django": Integration(
+        make_app=_make_django_app, channel=_django_channel, publish=_django_publish
+    ),
     "flask": Integration(
         make_app=create_flask_app,
         channel=lambda app: app.extensions["wsgisse"].channel,
