@@ -24,8 +24,9 @@ fails the run.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import psutil
 import pytest
@@ -45,6 +46,12 @@ from _servers import (
     redis_server as make_redis_server,
 )
 from playwright.sync_api import Browser, Page
+
+from wsgisse.testing import wait_until
+
+if TYPE_CHECKING:
+    from wsgisse.backends.redis import RedisBackend
+    from wsgisse.backends.redis_cluster import RedisClusterBackend
 
 _S = TypeVar("_S", bound=ServerProcess)
 
@@ -252,3 +259,45 @@ def browser_page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[P
     with new_page(browser) as page:
         request.node.stash.setdefault(_PAGES, []).append(page)
         yield page
+
+
+# -- Redis backends -----------------------------------------------------------------------------
+
+#: The name of a Redis backend's reader thread (one per backend object and process).
+REDIS_READER = "wsgisse redis reader"
+
+B = TypeVar("B")
+
+
+def _closed_after_the_test(make: Callable[..., B]) -> Iterator[Callable[..., B]]:
+    made: list[Any] = []
+
+    def made_here(url: str, **options: Any) -> B:
+        backend = make(url, **options)
+        made.append(backend)
+        return backend
+
+    yield made_here
+    for backend in made:
+        backend.close()
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name == REDIS_READER],
+        10.0,
+        "every reader thread ended",
+    )
+
+
+@pytest.fixture
+def make_backend() -> Iterator[Callable[..., RedisBackend]]:
+    """``make_backend(url, **options)``: a RedisBackend, closed (its reader gone) after."""
+    from wsgisse.backends.redis import RedisBackend  # noqa: PLC0415 - only Redis tests
+
+    yield from _closed_after_the_test(RedisBackend)
+
+
+@pytest.fixture
+def make_cluster_backend() -> Iterator[Callable[..., RedisClusterBackend]]:
+    """``make_cluster_backend(url, **options)``: the same for a RedisClusterBackend."""
+    from wsgisse.backends.redis_cluster import RedisClusterBackend  # noqa: PLC0415
+
+    yield from _closed_after_the_test(RedisClusterBackend)

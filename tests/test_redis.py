@@ -61,22 +61,6 @@ PUBLISHER = LIVE_DIR / "redis_app.py"
 
 
 @pytest.fixture
-def make_backend() -> Iterator[Callable[..., RedisBackend]]:
-    """``make_backend(url, **options)``: a RedisBackend, closed after the test."""
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-    wait_until(lambda: not reader_threads(), 5.0, "every reader thread ended")
-
-
-@pytest.fixture
 def inspect(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A plain redis-py client of the test's Redis, to look at what the backend did."""
     client = redis.Redis.from_url(redis_server.url)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -78,20 +78,10 @@ def cluster(tmp_path: Path, start_server: StartServer) -> list[ServerProcess]:
 
 
 @pytest.fixture
-def backends() -> Iterator[Callable[..., RedisClusterBackend]]:
-    made: list[RedisClusterBackend] = []
-
-    def make(url: str, **options: Any) -> RedisClusterBackend:
-        backend = RedisClusterBackend(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-    wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name == READER], 10.0, "readers ended"
-    )
+def backends(
+    make_cluster_backend: Callable[..., RedisClusterBackend],
+) -> Callable[..., RedisClusterBackend]:
+    return make_cluster_backend
 
 
 def reader_count() -> int:

@@ -41,23 +41,6 @@ APP = "tests.live.redis_app:app"
 ALLOWANCE = 3.0
 
 
-@pytest.fixture
-def make_backend() -> Iterator[Callable[..., RedisBackend]]:
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-    wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name == READER], 10.0, "readers ended"
-    )
-
-
 @contextlib.contextmanager
 def frozen(server: RedisServer) -> Iterator[None]:
     """redis-server stopped by SIGSTOP for the block, and always continued after it."""

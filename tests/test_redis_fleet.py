@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -41,23 +41,6 @@ ADMIN = LIVE_DIR / "redis_fleet_app.py"
 # returning. Asserted with room for a loaded machine; the figures go to the docs.
 REVOKE_BOUND = 1.0
 LOADED_MACHINE_ALLOWANCE = 4.0
-
-
-@pytest.fixture
-def make_backend() -> Iterator[Callable[..., RedisBackend]]:
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-    wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name == READER], 5.0, "readers ended"
-    )
 
 
 def user_endpoint(channels: dict[str, Channel]) -> SSEApp:

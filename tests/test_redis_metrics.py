@@ -10,11 +10,10 @@ from __future__ import annotations
 import collections
 import json
 import re
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -34,23 +33,6 @@ pytestmark = pytest.mark.redis
 READER = "wsgisse redis reader"
 APP = "tests.live.redis_app:app"
 _SAMPLE = re.compile(r"^(\w+)(?:\{(.*)\})? (\S+)$")
-
-
-@pytest.fixture
-def make_backend() -> Iterator[Callable[..., RedisBackend]]:
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-    wait_until(
-        lambda: not [t for t in threading.enumerate() if t.name == READER], 5.0, "readers ended"
-    )
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
