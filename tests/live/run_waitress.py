@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from types import FrameType
+from typing import Any
 
 import waitress
 from _runner import load_app, parse_args
@@ -27,15 +29,24 @@ import wsgisse
 THREADS = 8
 
 
-class _Stop(Exception):  # noqa: N818 - a signal, not an error
-    """Raised in the main thread by SIGTERM, to leave waitress' loop."""
+def _finish(server: Any) -> None:
+    """End the streams with their farewells, then let waitress' loop run dry and return.
+
+    Runs in a thread of its own: waitress' loop (the main thread) keeps running meanwhile,
+    so that the farewells the streams' threads write reach the clients. Nothing is raised
+    into the loop, which could land inside a channel's handler and close that channel.
+    """
+    wsgisse.shutdown(timeout=2.0)
+    server.task_dispatcher.shutdown(timeout=2)
+    server.trigger.pull_trigger(lambda: _close_when_flushed(server))
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    # Once: a second signal must not interrupt the shutdown it started.
-    for each in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(each, signal.SIG_IGN)
-    raise _Stop
+def _close_when_flushed(server: Any) -> None:
+    # In the loop's thread: every channel closes once its output is sent, and the loop
+    # ends when nothing is left in its map.
+    for channel in list(server.active_channels.values()):
+        channel.will_close = True
+    server.close()
 
 
 def main() -> int:
@@ -47,17 +58,17 @@ def main() -> int:
     server = waitress.create_server(
         app, host=args.host, port=args.port, threads=options.threads, ident="waitress"
     )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Once: a second signal must not interrupt the shutdown it started.
+        for each in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(each, signal.SIG_IGN)
+        threading.Thread(target=_finish, args=(server,), name="stop", daemon=True).start()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _stop)
+        signal.signal(signum, stop)
     print(f"waitress serving {args.app} on http://{args.host}:{args.port}", flush=True)
-    try:
-        server.run()
-    except _Stop:
-        # The streams' threads write their farewells while waitress' loop is stopped:
-        # run it a little longer so that those writes reach the clients.
-        wsgisse.shutdown(timeout=2.0)
-        server.task_dispatcher.shutdown(timeout=2)
-        server.close()
+    server.run()  # until _close_when_flushed has emptied the loop
     return 0
 
 
