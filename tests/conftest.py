@@ -25,6 +25,7 @@ fails the run.
 from __future__ import annotations
 
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -301,3 +302,23 @@ def make_cluster_backend() -> Iterator[Callable[..., RedisClusterBackend]]:
     from wsgisse.backends.redis_cluster import RedisClusterBackend  # noqa: PLC0415
 
     yield from _closed_after_the_test(RedisClusterBackend)
+
+
+def serve_on_three_workers(start_server: StartServer, app: str, redis_url: str) -> ServerProcess:
+    """``gunicorn -w 3 -k gevent`` serving ``app`` on Redis, once all three workers answer.
+
+    ``app`` answers ``GET /pid`` with its worker's pid (tests/live/redis_app.py and
+    redis_fleet_app.py do), so that a test starts only when the fleet is whole.
+    """
+    server = start_server(
+        gunicorn_gevent(app, workers=3, env={"WSGISSE_TEST_REDIS_URL": redis_url})
+    )
+    answered: set[int] = set()
+
+    def all_answer() -> bool:
+        with urllib.request.urlopen(server.url + "/pid", timeout=5) as response:
+            answered.add(int(response.read()))
+        return len(answered) == 3
+
+    wait_until(all_answer, 20.0, "all three workers answering")
+    return server

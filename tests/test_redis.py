@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,10 +35,10 @@ from _servers import (
     ServerProcess,
     find_program,
     free_port,
-    gunicorn_gevent,
     python_env,
 )
 from _servers import redis_server as make_redis_server
+from conftest import serve_on_three_workers
 
 import wsgisse
 from wsgisse import BackendUnavailableError, Channel, InvalidEventError, MessageEvent
@@ -766,19 +765,8 @@ def test_a_rediss_url_speaks_tls(
 
 
 def serve(start_server: StartServer, redis_url: str) -> ServerProcess:
-    """gunicorn -w 3 -k gevent serving the Redis app, once all three workers answer."""
-    server = start_server(
-        gunicorn_gevent(APP, workers=3, env={"WSGISSE_TEST_REDIS_URL": redis_url})
-    )
-    answered: set[int] = set()
-
-    def all_answer() -> bool:
-        with urllib.request.urlopen(server.url + "/pid", timeout=5) as response:
-            answered.add(int(response.read()))
-        return len(answered) == 3
-
-    wait_until(all_answer, 20.0, "all three workers answering")
-    return server
+    """gunicorn -w 3 -k gevent serving this file's app, once all three workers answer."""
+    return serve_on_three_workers(start_server, APP, redis_url)
 
 
 def worker_pids(server: ServerProcess) -> set[int]:

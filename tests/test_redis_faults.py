@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 from _servers import EventStream, RedisServer, ServerProcess, gunicorn_gevent
+from conftest import serve_on_three_workers
 
 import wsgisse
 from wsgisse import BackendUnavailableError, Channel
@@ -126,18 +127,8 @@ def test_a_retry_with_the_key_after_a_timeout_never_stores_twice(
 
 
 def serve(start_server: StartServer, redis_url: str) -> ServerProcess:
-    server = start_server(
-        gunicorn_gevent(APP, workers=3, env={"WSGISSE_TEST_REDIS_URL": redis_url})
-    )
-    answered: set[int] = set()
-
-    def all_answer() -> bool:
-        with urllib.request.urlopen(server.url + "/pid", timeout=5) as response:
-            answered.add(int(response.read()))
-        return len(answered) == 3
-
-    wait_until(all_answer, 20.0, "all three workers answering")
-    return server
+    """gunicorn -w 3 -k gevent serving this file's app, once all three workers answer."""
+    return serve_on_three_workers(start_server, APP, redis_url)
 
 
 def get_json(url: str, timeout: float = 30) -> tuple[int, dict[str, Any]]:

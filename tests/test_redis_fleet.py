@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
-from _servers import LIVE_DIR, EventStream, RedisServer, ServerProcess, gunicorn_gevent, python_env
+from _servers import LIVE_DIR, EventStream, RedisServer, ServerProcess, python_env
+from conftest import serve_on_three_workers
 
 import wsgisse
 from wsgisse import Channel, SSEApp
@@ -216,18 +217,8 @@ def test_a_revoke_while_redis_is_down_says_so(
 
 
 def serve(start_server: StartServer, redis_url: str) -> ServerProcess:
-    server = start_server(
-        gunicorn_gevent(APP, workers=3, env={"WSGISSE_TEST_REDIS_URL": redis_url})
-    )
-    answered: set[int] = set()
-
-    def all_answer() -> bool:
-        with urllib.request.urlopen(server.url + "/pid", timeout=5) as response:
-            answered.add(int(response.read()))
-        return len(answered) == 3
-
-    wait_until(all_answer, 20.0, "all three workers answering")
-    return server
+    """gunicorn -w 3 -k gevent serving this file's app, once all three workers answer."""
+    return serve_on_three_workers(start_server, APP, redis_url)
 
 
 def spread_streams(

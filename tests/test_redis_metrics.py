@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import redis
-from _servers import EventStream, RedisServer, ServerProcess, gunicorn_gevent
+from _servers import EventStream, RedisServer, ServerProcess
+from conftest import serve_on_three_workers
 
 import wsgisse
 from wsgisse import Channel, SSEApp
@@ -94,18 +95,8 @@ def test_the_fleet_scrape_says_503_while_redis_is_down(
 
 
 def serve(start_server: StartServer, redis_url: str) -> ServerProcess:
-    server = start_server(
-        gunicorn_gevent(APP, workers=3, env={"WSGISSE_TEST_REDIS_URL": redis_url})
-    )
-    answered: set[int] = set()
-
-    def all_answer() -> bool:
-        with urllib.request.urlopen(server.url + "/pid", timeout=5) as response:
-            answered.add(int(response.read()))
-        return len(answered) == 3
-
-    wait_until(all_answer, 20.0, "all three workers answering")
-    return server
+    """gunicorn -w 3 -k gevent serving this file's app, once all three workers answer."""
+    return serve_on_three_workers(start_server, APP, redis_url)
 
 
 def scrape(server: ServerProcess) -> str:
