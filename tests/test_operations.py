@@ -206,7 +206,6 @@ def test_sighup_with_the_redis_backend_loses_no_event_for_200_streams(
     ).start()
     followers = publisher = None
     try:
-        old_workers = {p.pid for p in server.group_members() if p.pid != server.pid}
         followers = subprocess.Popen(
             [
                 sys.executable,
@@ -220,6 +219,8 @@ def test_sighup_with_the_redis_backend_loses_no_event_for_200_streams(
             env=python_env(),
         )
         assert read_line(followers, 60) == "READY"
+        # Every worker is up once 200 clients are in (the second may boot after start()).
+        old_workers = {p.pid for p in server.group_members() if p.pid != server.pid}
         publisher = subprocess.Popen(
             [
                 sys.executable,
@@ -255,9 +256,16 @@ def test_sighup_with_the_redis_backend_loses_no_event_for_200_streams(
     assert took < EXIT_BOUND, f"the old workers took {took:.1f} s to exit"
     clients = json.loads(out.strip().splitlines()[-1])["clients"]
     assert len(clients) == STREAMS
+    old = {str(pid) for pid in old_workers}
     for client in clients:
         assert client["ns"] == list(range(client["ns"][0], last + 1))  # in order, no duplicate
-        assert client["farewells"] == 1
-        assert len(set(client["pids"])) == 2  # served by an old worker, then by a new one
+        # Served by an old worker, then by a new one. A client that comes back within
+        # the second an old worker still accepts in (gunicorn closes its listener only
+        # at its next tick) is sent on at once: each move is announced by a farewell.
+        pids = client["pids"]
+        assert pids[0] in old
+        assert pids[-1] not in old
+        assert all(pid in old for pid in pids[:-1])
+        assert client["farewells"] == len(pids) - 1
     # Subscribed before the first publish, each client got them all.
     assert all(client["ns"][0] == 0 for client in clients)

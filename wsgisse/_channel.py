@@ -407,6 +407,10 @@ class Subscription:
         """Let the publish loop write to the client's socket (see ``_fanout``)."""
         self._member.fanout.lend_socket(self._member, writer)
 
+    def _hand_over(self, writer: DirectWriter, waiter: Waiter) -> None:
+        """The stream took the connection over from the server (see ``_released``)."""
+        self._member.fanout.hand_over(self._member, writer, waiter)
+
     def close(self, reason: str = "closed") -> None:
         """End the subscription; a thread or greenlet blocked in :meth:`get` returns.
 

@@ -63,6 +63,39 @@ class DirectWriter:
         self.bytes_sent = 0
         self.last_write = 0.0
 
+    @property
+    def sock(self) -> Any:
+        """The (gevent) socket written to."""
+        return self._sock
+
+    def rebind(self, sock: Any) -> None:
+        """Write to ``sock`` from now on (the same connection, taken over from the server)."""
+        self._sock = sock
+        self._raw = sock._sock  # noqa: SLF001 - as in __init__
+
+    def send(self, data: bytes) -> None:
+        """Frame ``data`` and write it, cooperatively, after :attr:`remainder`.
+
+        Raises:
+            OSError: the client is gone or stopped reading for the whole write timeout.
+        """
+        self.flush()
+        framed = self.frame(data)
+        self._sock.sendall(framed)
+        self.bytes_sent += len(framed)
+        self.last_write = time.monotonic()
+
+    def finish(self) -> None:
+        """End the body as the server would (the last chunk), then close the connection."""
+        try:
+            self.flush()
+            if self._chunked:
+                self._sock.sendall(b"0\r\n\r\n")
+        except OSError:
+            pass  # Gone already: closing is all that is left.
+        finally:
+            self._sock.close()
+
     def frame(self, data: bytes) -> bytes:
         """``data`` as the server would put it on the wire."""
         return b"%x\r\n%s\r\n" % (len(data), data) if self._chunked else data
@@ -104,6 +137,10 @@ class _Server:
     def __init__(self, kind: str, owner: Any) -> None:
         self._kind = kind
         self._owner = owner
+
+    def releases(self) -> bool:
+        """Whether the server lets the stream take its connection over (``_released``)."""
+        return self._kind == "gunicorn"
 
     def chunked(self) -> bool:
         """Whether the server frames this response's body in HTTP/1.1 chunks."""
@@ -212,3 +249,7 @@ class FastPath:
         if not self._server.carries_unchanged(body, returned):
             return None
         return DirectWriter(self._sock, chunked=self._server.chunked())
+
+    def releases(self) -> bool:
+        """Whether, once lent, the connection may be taken over from the server."""
+        return self._server.releases()

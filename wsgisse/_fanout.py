@@ -430,6 +430,14 @@ class Fanout:
         if member.waiter.thread_id is not None:
             member.writer = writer
 
+    def hand_over(self, member: Member, writer: DirectWriter, waiter: Waiter) -> None:
+        """``member``'s stream has taken its connection over from the server: from now on
+        the publish loop writes to it, and ``waiter`` (a ``_released.Pump``) is woken for
+        the rest."""
+        with self.lock:
+            member.waiter = waiter
+            member.writer = writer
+
     def position(self, member: Member) -> str:
         """The id that names ``member``'s place: a ``Last-Event-ID`` resuming it exactly.
 

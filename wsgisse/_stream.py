@@ -9,6 +9,7 @@ written at all.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import random
 import time
@@ -21,7 +22,8 @@ from ._control import END_REASONS, farewell
 from ._errors import SubscriptionClosedError
 from ._event import ServerSentEvent
 from ._multiplex import MultiSubscription
-from ._sync import Handoff, HandoffClosed, native_lock, spawn_worker
+from ._released import ConnectionHandedOverError, Pump, release_socket
+from ._sync import Handoff, HandoffClosed, current_hub, native_lock, spawn_worker
 
 if TYPE_CHECKING:
     from ._direct import DirectWriter, FastPath
@@ -138,6 +140,13 @@ class _SubscriptionSource:
     def lend_socket(self, writer: DirectWriter) -> None:
         self._subscription._lend_socket(writer)  # noqa: SLF001 - the stream's own channel
 
+    def hand_over(self, writer: DirectWriter, waiter: Pump) -> None:
+        self._subscription._hand_over(writer, waiter)  # noqa: SLF001 - as above
+
+    def take(self, may_wait: bool) -> bytes | None:
+        """What is due, without blocking; parks the member when ``may_wait`` and none."""
+        return self._subscription._poll(may_wait)  # noqa: SLF001 - as above
+
     def end(self, reason: str) -> None:
         self._subscription.close(reason)
 
@@ -220,6 +229,9 @@ class EventStream:
         self._on_close = on_close
         self._lock = native_lock()
         self._closed = False
+        # Set when the connection is taken over: the server's close() that follows is
+        # the end of its handler, not of the stream.
+        self._handed_over = False
         self._end_reason: str | None = None
         self._served = 0
         self._last_sent = time.monotonic()
@@ -281,9 +293,52 @@ class EventStream:
         """
         self._fast_path = None
         writer = fast_path.writer_for(self, self._served)
-        if writer is not None and isinstance(self._source, _SubscriptionSource):
-            self._direct = writer
+        if writer is None or not isinstance(self._source, _SubscriptionSource):
+            return
+        self._direct = writer
+        hub = current_hub() if fast_path.releases() else None
+        if hub is None:
             self._source.lend_socket(writer)
+            return
+        writer.rebind(release_socket(writer.sock))
+        pump = Pump(hub, self._serve_released)
+        self._handed_over = True
+        self._source.hand_over(writer, pump)
+        pump.wake()  # It takes what came meanwhile, and parks the member.
+        raise ConnectionHandedOverError
+
+    def _serve_released(self) -> float | None:
+        """Write what is due on a connection taken over from the server (see ``_released``).
+
+        Returns the seconds until it must run again (a heartbeat or the end of life is
+        due), ``None`` when only a wake will need it, or ``-1`` once the stream is over.
+        """
+        writer = self._direct
+        source = self._source
+        assert writer is not None  # noqa: S101 - set before the pump exists
+        assert isinstance(source, _SubscriptionSource)  # noqa: S101
+        try:
+            while True:
+                self._wait_time()  # Ends the stream once its lifetime is over.
+                chunk = source.take(False)
+                if chunk is None and self._heartbeat_due():
+                    chunk = _HEARTBEAT
+                if chunk is None:
+                    chunk = source.take(True)  # Parked, unless something came meanwhile.
+                    if chunk is None:
+                        return self._wait_time()
+                writer.send(chunk)
+        except SubscriptionClosedError as ended:
+            reason = self._end_reason or ended.reason
+            if reason in END_REASONS:
+                with contextlib.suppress(OSError):
+                    writer.send(farewell(reason, self._retry, self._retry_jitter))
+        except OSError:
+            pass  # The client is gone.
+        self._handed_over = False
+        self.close()
+        writer.finish()
+        return -1
 
     def _last_traffic(self) -> float:
         """When the client was last written to, through the server or the publish loop."""
@@ -333,6 +388,9 @@ class EventStream:
     def close(self) -> None:
         """End the stream and release what it holds; idempotent, safe from any thread."""
         with self._lock:
+            if self._handed_over:
+                self._handed_over = False
+                return
             if self._closed:
                 return
             self._closed = True

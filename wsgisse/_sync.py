@@ -319,6 +319,32 @@ def spawn_worker(target: Callable[[], None], name: str) -> Callable[[], None]:
     return _no_interrupt
 
 
+def spawn_on_hub(target: Callable[[], None]) -> None:
+    """Run ``target`` in a new bare greenlet of the calling thread's hub, soon.
+
+    A bare greenlet (gevent's ``spawn_raw``): no ``Greenlet`` object, no link, no name,
+    for work that catches its own errors and is started often (a released stream's pump).
+    """
+    from gevent import spawn_raw
+
+    spawn_raw(target)
+
+
+def hub_timer(hub: Any, after: float, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback`` on ``hub``'s thread after ``after`` seconds; return the cancel.
+
+    Must be called on ``hub``'s thread. The cancel is idempotent.
+    """
+    timer = hub.loop.timer(after)
+    timer.start(callback)
+
+    def cancel() -> None:
+        timer.stop()
+        timer.close()
+
+    return cancel
+
+
 def spawn_native_thread(target: Callable[[], object], name: str) -> None:
     """Run ``target`` in a new native daemon thread, even in a gevent-patched process."""
     if not _threading_patched():

@@ -16,11 +16,15 @@ Routes:
 ``GET /nodelay``
     JSON ``{"nodelay": 1}`` when wsgisse found this request's socket and turned Nagle off.
 ``GET /stats``
-    JSON: ``{"pid": ..., "subscribers": ..., "last_event_id": ...}``.
+    JSON: ``{"pid": ..., "subscribers": ..., "last_event_id": ..., "greenlets": ...,
+    "fds": ...}`` (the live greenlets and open descriptors of the worker).
+
+``$WSGISSE_MAX_LIFETIME`` (seconds) sets the streams' ``max_lifetime``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -93,6 +97,16 @@ def _json(start_response: StartResponse, payload: object, status: str = "200 OK"
     return [body]
 
 
+def _greenlets() -> int:
+    """How many greenlets are alive in this process (-1 without greenlet)."""
+    try:
+        from greenlet import greenlet  # noqa: PLC0415 - only under gevent
+    except ImportError:
+        return -1
+    gc.collect()
+    return sum(1 for item in gc.get_objects() if isinstance(item, greenlet) and not item.dead)
+
+
 def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     query = {name: values[-1] for name, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -132,6 +146,8 @@ def _app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[by
                 "last_event_id": channel.last_event_id,
                 "counters": channel.counters(),
                 "hangups": _served.endpoint.stats.snapshot()["hangups"],
+                "greenlets": _greenlets(),
+                "fds": len(os.listdir("/proc/self/fd")),
             },
         )
     return _json(start_response, {"error": "not found"}, "404 Not Found")
@@ -143,6 +159,9 @@ _served = wsgisse.SSEMiddleware(
     "/events",
     heartbeat=float(os.environ.get("WSGISSE_HEARTBEAT", "0.2")),
     write_timeout=float(os.environ.get("WSGISSE_WRITE_TIMEOUT", "30")),
+    max_lifetime=float(os.environ["WSGISSE_MAX_LIFETIME"])
+    if "WSGISSE_MAX_LIFETIME" in os.environ
+    else None,
 )
 
 
