@@ -1,7 +1,8 @@
-"""Streams gunicorn has let go of (``wsgisse/_released.py``), under a real gunicorn -k gevent.
+"""Streams the server has let go of (``wsgisse/_released.py``), under a real gunicorn -k
+gevent and a real gevent ``WSGIServer``.
 
 Once the fast path writes a stream's events itself, the stream takes the connection over
-from gunicorn's handler, whose greenlet then ends: an idle stream holds no greenlet. What
+from the server's handler, whose greenlet then ends: an idle stream holds no greenlet. What
 the handler's greenlet did (heartbeats, the end of the stream's life, a client that stops
 reading, a client that leaves, the last chunk) is the stream's own from then on.
 """
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from _servers import ServerProcess, gunicorn_gevent, open_stream
+from _servers import ServerProcess, gevent_server, gunicorn_gevent, open_stream
 
 from wsgisse._parser import Comment, EventStreamParser, MessageEvent
 from wsgisse.testing import wait_until
@@ -37,10 +38,19 @@ def _publish(server: ServerProcess, query: str) -> list[str]:
         return ids
 
 
+SERVERS = {"gunicorn": gunicorn_gevent, "gevent": gevent_server}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+def server(request: pytest.FixtureRequest, server_kind: str) -> Iterator[ServerProcess]:
     env = getattr(request, "param", {})
-    with gunicorn_gevent(APP, env=env) as running:
+    with SERVERS[server_kind](APP, env=env) as running:
         yield running
 
 

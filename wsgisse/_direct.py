@@ -139,8 +139,12 @@ class _Server:
         self._owner = owner
 
     def releases(self) -> bool:
-        """Whether the server lets the stream take its connection over (``_released``)."""
-        return self._kind == "gunicorn"
+        """Whether the server lets the stream take its connection over (``_released``).
+
+        Both take an ``EPIPE`` from the body for a client gone, quietly, and close their
+        socket object without touching a descriptor detached from it.
+        """
+        return self._kind in ("gunicorn", "gevent")
 
     def chunked(self) -> bool:
         """Whether the server frames this response's body in HTTP/1.1 chunks."""

@@ -2,13 +2,13 @@
 
 Under gunicorn's gevent worker an open stream holds a greenlet parked inside gunicorn's
 request handler: its saved C stack, its Python frames' data stack, gunicorn's request,
-response, parser and environ, about 14 KiB of a stream's 19. Once the fast path writes
-every event itself (``_direct``), that greenlet only sends heartbeats and the farewell.
-So, where the server is gunicorn's (see ``_direct.FastPath.releases``), the stream takes
-the connection over: it detaches the socket's descriptor from gunicorn's socket object
-and ends gunicorn's handler with the one error gunicorn ignores quietly (``EPIPE``: "the
-client is gone"), so that the handler's greenlet and everything it holds are freed while
-the connection stays open.
+response, parser and environ, about 14 KiB of a stream's 19 (gevent's own server is
+alike). Once the fast path writes every event itself (``_direct``), that greenlet only
+sends heartbeats and the farewell. So, under those two servers (see
+``_direct.FastPath.releases``), the stream takes the connection over: it detaches the
+socket's descriptor from the server's socket object and ends the server's handler with
+the one error both ignore quietly (``EPIPE``: "the client is gone"), so that the
+handler's greenlet and everything it holds are freed while the connection stays open.
 
 From then on the stream is served by a :class:`Pump`: it is the member's waiter, so a
 wake (a socket that was full, a stream falling behind, the end) starts a short-lived
