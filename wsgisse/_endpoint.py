@@ -146,8 +146,9 @@ class SSEApp:
             new event to every waiting client's socket from one loop instead of waking
             each stream's greenlet (the fast path; see ``_direct.py``). Under gunicorn's
             gevent worker and gevent's own server such a stream also takes its
-            connection over from the server, whose handler greenlet ends: an idle stream costs about 4 KiB instead of 19,
-            and no longer counts in ``--worker-connections`` (``_released.py``).
+            connection over from the server, whose handler greenlet ends: an idle
+            stream costs about 4 KiB instead of 19, and no longer counts in gunicorn's
+            ``--worker-connections`` (``_released.py``).
             ``False``: always the ordinary path, every stream in the server's hands.
         on_connect: ``on_connect(connection)``, called once per admitted stream, after
             the client is subscribed and before its first byte (see

@@ -10,6 +10,7 @@ written at all.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import random
 import time
@@ -40,6 +41,7 @@ DEFAULT_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 _HEARTBEAT = b":\n\n"
+log = logging.getLogger("wsgisse")
 _POSITIONED = (Subscription, MultiSubscription)
 
 
@@ -335,9 +337,13 @@ class EventStream:
                     writer.send(farewell(reason, self._retry, self._retry_jitter))
         except OSError:
             pass  # The client is gone.
+        except Exception:  # A defect must not leave the connection open for ever.
+            log.exception("wsgisse: serving a released stream failed; closing it")
         self._handed_over = False
-        self.close()
-        writer.finish()
+        try:
+            self.close()
+        finally:
+            writer.finish()
         return -1
 
     def _last_traffic(self) -> float:
