@@ -104,13 +104,19 @@ def current_hub() -> Any:
 
 
 def cooperative_sleep() -> Callable[[float], None]:
-    """``sleep`` for the caller: gevent's on a thread that runs a hub, else ``time.sleep``."""
+    """``sleep`` for the caller: gevent's on a thread that runs a hub, else the native one.
+
+    Native even where gevent has patched ``time.sleep``: the patched one would make a
+    hub in a native thread, whose greenlet switches can then race the interpreter's
+    exit (a worker that exits while ``shutdown`` waits in such a thread crashed so).
+    """
     hub_local = sys.modules.get("gevent._hub_local")
     if hub_local is not None and hub_local.get_hub_if_exists() is not None:
         import gevent
 
         return gevent.sleep  # type: ignore[no-any-return]
-    return time.sleep
+    native: Callable[[float], None] = unpatched("time", "sleep")
+    return native
 
 
 def _is_gevent_thread() -> bool:
