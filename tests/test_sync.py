@@ -130,3 +130,25 @@ print(subscription.get(timeout=5).decode().split()[1])
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.stdout.strip() == "woken", result.stderr[-2000:]
+
+
+def test_a_native_thread_of_a_patched_process_sleeps_without_making_a_hub() -> None:
+    """``shutdown`` waits in a native thread: a hub made there could race the exit."""
+    code = """
+from gevent import monkey; monkey.patch_all()
+import gevent._hub_local as hub_local
+from wsgisse._sync import cooperative_sleep, spawn_native_thread, unpatched
+done = unpatched("threading", "Event")()
+seen = []
+def work():
+    cooperative_sleep()(0.01)
+    seen.append(hub_local.get_hub_if_exists() is None)
+    done.set()
+spawn_native_thread(work, name="sleeper")
+done.wait(10)
+print(seen)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout.strip() == "[True]", result.stderr[-2000:]
