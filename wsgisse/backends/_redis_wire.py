@@ -19,7 +19,10 @@ redis-py's. Any other client takes ``Redis.xread``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = ["pack_command", "xread"]
 
@@ -31,7 +34,7 @@ def pack_command(args: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def xread(client: Any, streams: Mapping[Any, Any], count: int, block_ms: int) -> Any:
+def xread(client: redis.Redis, streams: Mapping[Any, Any], count: int, block_ms: int) -> Any:
     """``XREAD COUNT count BLOCK block_ms STREAMS keys... ids...``: the raw reply.
 
     The reply is redis-py's parser's, without the command's response callback: a
@@ -45,6 +48,8 @@ def xread(client: Any, streams: Mapping[Any, Any], count: int, block_ms: int) ->
     connection = getattr(client, "connection", None)
     if connection is None:
         return client.xread(dict(streams), count=count, block=block_ms)
+    # No single_connection_lock: the reader is the one user of its connection. The
+    # connection's encoder, so that keys are the bytes redis-py's XADD wrote.
     encode = connection.encoder.encode
     keys = [encode(key) for key in streams]
     ids = [encode(position) for position in streams.values()]
