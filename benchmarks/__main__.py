@@ -62,6 +62,7 @@ def scenarios(quick: bool) -> list[Scenario]:
             found.append(Scenario(f"fanout-{conns}x{rate}", "fanout", conns, rate, repeats))
     found.append(Scenario("redis3w-1000x10", "redis3w", 1000, 10, repeats=3))
     found.append(Scenario("redis2w-1000x10", "redis2w", 1000, 10, repeats=3))
+    found.append(Scenario("redis2w-5000x10", "redis2w", 5000, 10, repeats=3))
     return found
 
 

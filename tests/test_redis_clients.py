@@ -31,6 +31,7 @@ from _servers import (
 import wsgisse
 from wsgisse import Channel, SSEApp
 from wsgisse.backends._redis_replies import read_entries, read_streams
+from wsgisse.backends._redis_wire import pack_command, xread
 from wsgisse.backends.redis import RedisBackend
 from wsgisse.testing import SSETestClient, wait_until
 
@@ -129,6 +130,45 @@ def test_redis_py_replies_of_every_shape_are_read(
         ids[1],
     ]
     assert read_streams(client.xread({"wsgisse:news": "$"}, block=10)) == []
+
+
+@pytest.mark.parametrize(("protocol", "decode", "pooled"), SHAPES)
+def test_the_readers_own_xread_reads_every_shape_and_times_out_empty(
+    redis_server: RedisServer,
+    clients: Callable[..., redis.Redis],
+    protocol: int,
+    decode: bool,
+    pooled: bool,
+) -> None:
+    # Not pinned: redis-py's own xread.
+    shared = clients(redis_server.url, protocol, decode, pooled)
+    # Pinned to one connection of its pool, as the reader's client is: XREAD is packed
+    # here and sent on the connection, and the reply is the parser's, without a callback.
+    pinned = redis.Redis(connection_pool=shared.connection_pool, single_connection_client=True)
+    ids = add_at_once(redis_server.url, 3, 0) + add_at_once(redis_server.url, 2, 3, "wsgisse:b")
+    for client in (pinned, shared):
+        reply = xread(client, {"wsgisse:news": "0-0", "wsgisse:b": ids[3]}, 2, 10)
+        streams = read_streams(reply)
+        assert (
+            [(key, [e.text for e in entries]) for key, entries in streams]
+            == [
+                ("wsgisse:news", ids[:2]),  # COUNT 2
+                ("wsgisse:b", ids[4:]),
+            ]
+        )
+        assert read_streams(xread(client, {"wsgisse:news": "$"}, 10, 10)) == []
+    # The pinned connection is still in step: the next command gets its own reply.
+    assert pinned.ping() is True
+    pinned.close()
+
+
+def test_a_packed_command_is_resp_bulk_strings_that_redis_runs(redis_server: RedisServer) -> None:
+    assert pack_command([b"SET", b"k\r\n", b""]) == b"*3\r\n$3\r\nSET\r\n$3\r\nk\r\n\r\n$0\r\n\r\n"
+    with socket.create_connection((HOST, redis_server.port), timeout=5) as sock:
+        sock.sendall(pack_command([b"SET", "clé\r\n".encode(), b"v\x00"]))
+        assert sock.recv(64) == b"+OK\r\n"
+    with redis.Redis.from_url(redis_server.url) as client:
+        assert client.get("clé\r\n") == b"v\x00"
 
 
 @pytest.mark.parametrize(("protocol", "decode", "pooled"), SHAPES)

@@ -30,6 +30,7 @@ from .._errors import InvalidEventError
 from .._event import is_event_body
 from .._sync import Waiter, make_waiter, native_lock, native_thread_id, wake_all
 from ._redis_replies import Entry, StreamId, format_id, parse_id, read_entries, split_streams
+from ._redis_wire import xread
 
 if TYPE_CHECKING:
     from redis.typing import KeyT, StreamIdT
@@ -222,7 +223,7 @@ class ReaderLoop:
             return
         if self._control_key is not None and control is not None:
             streams = {self._control_key: control, **streams}
-        reply = client.xread(streams, count=_READ_BATCH, block=block_ms)
+        reply = xread(client, streams, _READ_BATCH, block_ms)
         self._deliver(self._take_control(split_streams(reply), gen), gen)
         if self._on_round is not None:
             self._on_round(client)

@@ -359,6 +359,7 @@ class RedisBackend(FleetMixin):
             socket_connect_timeout=PUBLISH_TIMEOUT,
             retry=no_retry(),
             client_name="wsgisse-reader",
+            single_connection_client=True,
         )
 
     def _unblock(self, client_id: int) -> bool:
