@@ -1,7 +1,7 @@
 """Run the benchmark scenarios against every server and print one table.
 
-    python -m benchmarks                    # everything (about 30-40 minutes)
-    python -m benchmarks --quick            # 1,000 x 10/s fan-out, idle 1k, one stream
+    python -m benchmarks                    # everything (about 40 minutes)
+    python -m benchmarks --quick            # 1,000 x 10/s fan-out, idle 1k, one stream...
     python -m benchmarks --only fanout-1000x10,wsgisse,nchan
     python -m benchmarks --list             # scenario and server names
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return _merge(args.merge, args.out)
     if args.budget is None:
-        args.budget = 10.0 if args.quick else 38.0
+        args.budget = 10.0 if args.quick else 45.0
     every = scenarios(args.quick) if not args.only else every_scenario()
     if args.list:
         print("scenarios:", ", ".join(s.name for s in every_scenario()))
