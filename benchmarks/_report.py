@@ -31,16 +31,23 @@ RATIOS = [
 ]
 
 
-#: The events-for-one-user part: its columns and its ratios (each column ÷ Nchan's).
+#: The events-for-one-user part: its columns, and its ratios (numerator ÷ denominator:
+#: each wsgisse variant ÷ Nchan's, and one channel with an audience ÷ a channel per user,
+#: issue 11's "an event for one user costs at most 1.5x one on a single-subscriber
+#: channel", best read in the delivery row).
 USER_COLUMNS = [
     ("wsgisse-audience", "ws-audience"),
     ("wsgisse-channels", "ws-chan"),
     ("nchan-channels", "nchan-chan"),
 ]
-USER_RATIOS = [("wsgisse-audience", "aud÷nchan"), ("wsgisse-channels", "chan÷nchan")]
+USER_RATIOS = [
+    ("wsgisse-audience", "nchan-channels", "aud÷nchan"),
+    ("wsgisse-channels", "nchan-channels", "chan÷nchan"),
+    ("wsgisse-audience", "wsgisse-channels", "aud÷chan"),
+]
 USER_KINDS = ("targeted", "channels", "chanmax", "idlechan")
 #: The figures whose spread is printed (the JSON rows hold it for every figure).
-HEADLINE = ("cpu_us_per_event", "events_per_s", "p99_us", "published_per_s")
+HEADLINE = ("cpu_us_per_event", "events_per_s", "p99_us", "published_per_s", "pub_only_us")
 
 
 def _fmt(value: float | None, digits: int) -> str:
@@ -150,7 +157,7 @@ def _user_part(
 ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
     """The events-for-one-user scenarios: lines, JSON rows, notes."""
     head = f"{'scenario':<16} {'figure':<13}" + "".join(f"{t:>11}" for _, t in USER_COLUMNS)
-    head += " |" + "".join(f"{t:>11}" for _, t in USER_RATIOS)
+    head += " |" + "".join(f"{t:>11}" for _, _, t in USER_RATIOS)
     lines = [head, "-" * len(head)]
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -161,16 +168,15 @@ def _user_part(
                 result = by_cell.get((scenario.name, server))
                 value = None if result is None else result.get(key)
                 cells[server] = None if value is None else value * scale
-            nchan = cells["nchan-channels"]
             ratios: dict[str, float | None] = {}
-            for server, _ in USER_RATIOS:
-                ours = cells[server]
-                usable = has_ratio and ours is not None and nchan
-                ratios[server] = ours / nchan if usable and ours is not None and nchan else None
+            for top, bottom, title in USER_RATIOS:
+                ours, other = cells[top], cells[bottom]
+                usable = has_ratio and ours is not None and other
+                ratios[title] = ours / other if usable and ours is not None and other else None
             line = f"{scenario.name:<16} {label:<13}"
             line += "".join(f"{_fmt(cells[s], digits):>11}" for s, _ in USER_COLUMNS)
             line += " |" + "".join(
-                f"{_fmt(ratios[s], 2) if has_ratio else '':>11}" for s, _ in USER_RATIOS
+                f"{_fmt(ratios[t], 2) if has_ratio else '':>11}" for _, _, t in USER_RATIOS
             )
             lines.append(line)
             row: dict[str, Any] = {
