@@ -976,11 +976,11 @@ int main(int argc, char **argv) {
             last_maint = now;
         }
         int64_t wait = (next_pub - now) / 1000;
-        /* Past 500 publishes/s the next one is often less than a millisecond away: wait
+        /* From 500 publishes/s the next one is often less than a millisecond away: wait
          * a millisecond and send what is due in one go, rather than spin on a core the
          * server needs. (The payload's timestamp is taken when sent, so latency is not
          * affected; the lower rates of the fan-out scenarios keep their exact timing.) */
-        if (interval < 2000 && wait < 1 && next_pub > now) wait = 1;
+        if (interval <= 2000 && wait < 1 && next_pub > now) wait = 1;
         poll_once(wait < 0 ? 0 : (wait > 10 ? 10 : (int)wait));
     }
     double pub_seconds = (double)(now_us() - t_measure) / 1e6;
