@@ -1,6 +1,6 @@
 """Run the benchmark scenarios against every server and print one table.
 
-    python -m benchmarks                    # everything (about 40 minutes)
+    python -m benchmarks                    # everything (about 30 minutes)
     python -m benchmarks --quick            # 1,000 x 10/s fan-out, idle 1k, one stream...
     python -m benchmarks --only fanout-1000x10,wsgisse,nchan
     python -m benchmarks --list             # scenario and server names
@@ -40,7 +40,7 @@ DRAIN = 10.0
 #: servers keeps up with on this machine with room to spare (README, "The scenarios").
 TARGETED_RATE = 500.0
 #: Events/s over the 10,000 channels of ``channels-10k`` (one every 5 s on each): one
-#: gunicorn worker answers 2,300 to 3,700 publish requests per second here, so the
+#: gunicorn worker answers 2,300 to 4,000 publish requests per second here, so the
 #: 10,000/s of one event per second on each channel is offered in ``channels-10k-max``.
 CHANNELS_RATE = 2000.0
 
