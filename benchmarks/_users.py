@@ -4,7 +4,8 @@ Each connection of the load generator asks for its own path (``/events?user=u7``
 ``/events?channel=u7``, Nchan's ``/sub/u7``) and each publish is aimed at one of them,
 round-robin (``/publish?user=u7``...): loadgen's ``--path-pattern`` and
 ``--pub-path-pattern``. A connection expects exactly the events aimed at it, and lost is
-counted per connection. See benchmarks/README.rst, "The scenarios".
+counted per connection. See benchmarks/README.rst, "Events for one user, a channel per
+user".
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ KINDS = tuple(SERVERS)
 DRAIN = 10.0
 PUB_CONNS = 32
 #: Publishes per second that make Nchan's idle channels (one message each): well below
-#: what one Nchan worker answers here (about 8,000/s, the load generator being the
-#: bound), so that none is skipped.
+#: the nearly 10,000/s one Nchan worker answers here, so that few are skipped (a few
+#: hundred of 100,000 on a busy machine; the figure is per channel Nchan counts).
 CHANNEL_PUBLISH_RATE = 4000.0
 
 
