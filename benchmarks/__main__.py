@@ -1,7 +1,7 @@
 """Run the benchmark scenarios against every server and print one table.
 
-    python -m benchmarks                    # everything (about 30-40 minutes)
-    python -m benchmarks --quick            # 1,000 x 10/s fan-out, idle 1k, one stream
+    python -m benchmarks                    # everything (about 30 minutes)
+    python -m benchmarks --quick            # 1,000 x 10/s fan-out, idle 1k, one stream...
     python -m benchmarks --only fanout-1000x10,wsgisse,nchan
     python -m benchmarks --list             # scenario and server names
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks import _loadgen, _servers
+from benchmarks import _loadgen, _servers, _users
 from benchmarks._report import render_table
 
 RESULTS = _servers.BENCH / "results"
@@ -36,15 +36,26 @@ RESULTS = _servers.BENCH / "results"
 #: 10 ms CPU tick is small against the CPU measured, short enough for one run.
 DURATION = {1: 8.0, 10: 5.0, 100: 4.0}
 DRAIN = 10.0
+#: Events/s, each for one user, in the targeted scenarios: what the slowest of the three
+#: servers keeps up with on this machine with room to spare (README, "The scenarios").
+TARGETED_RATE = 500.0
+#: Events/s over the 10,000 channels of ``channels-10k`` (one every 5 s on each): one
+#: gunicorn worker answers 2,300 to 4,000 publish requests per second here, so the
+#: 10,000/s of one event per second on each channel is offered in ``channels-10k-max``.
+CHANNELS_RATE = 2000.0
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    kind: str  # idle | fanout | stream | redis3w | redis2w
+    # idle | fanout | stream | redis3w | redis2w | targeted | channels | chanmax | idlechan
+    kind: str
     conns: int = 0
     rate: float = 0
     repeats: int = 1
+    #: Measured seconds of publishing (the events-for-one-user scenarios; the fan-out
+    #: scenarios take theirs from DURATION).
+    duration: float = 5.0
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -53,17 +64,31 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("idle-1k", "idle", 1000),
             Scenario("fanout-1000x10", "fanout", 1000, 10, repeats=3),
             Scenario("stream", "stream", 1, repeats=3),
+            Scenario("targeted-1k", "targeted", 1000, TARGETED_RATE, duration=4.0),
         ]
     found = [Scenario(f"idle-{n // 1000}k", "idle", n) for n in (1000, 10000, 19000)]
     found.append(Scenario("stream", "stream", 1, repeats=3))
     for conns in (100, 1000, 5000):
         for rate in (1, 10, 100):
-            repeats = 3 if (conns, rate) == (1000, 10) else 1
+            repeats = 3 if (conns, rate) in ((1000, 10), (5000, 10)) else 1
             found.append(Scenario(f"fanout-{conns}x{rate}", "fanout", conns, rate, repeats))
     found.append(Scenario("redis3w-1000x10", "redis3w", 1000, 10, repeats=3))
     found.append(Scenario("redis2w-1000x10", "redis2w", 1000, 10, repeats=3))
     found.append(Scenario("redis2w-5000x10", "redis2w", 5000, 10, repeats=3))
+    found += [
+        Scenario("targeted-10k", "targeted", 10000, TARGETED_RATE, repeats=3, duration=8.0),
+        Scenario("channels-10k", "channels", 10000, CHANNELS_RATE, repeats=3),
+        Scenario("channels-10k-max", "chanmax", 10000, 10000, duration=4.0),
+        Scenario("idlechan-100k", "idlechan", 100_000),
+    ]
     return found
+
+
+def every_scenario() -> list[Scenario]:
+    """The full run's scenarios, then those only ``--quick`` runs (``--only`` finds both)."""
+    full = scenarios(False)
+    names = {s.name for s in full}
+    return full + [s for s in scenarios(True) if s.name not in names]
 
 
 FANOUT_SERVERS = ["blaster", "wsgisse", "wsgisse-redis", "wsgisse-flask", "sse-starlette",
@@ -84,8 +109,17 @@ def _warm(server: _servers.Server) -> None:
     _loadgen.settle(server)
 
 
+#: The figures whose spread over the repeated runs is kept (``spread``: [min, max]).
+SPREAD_KEYS = ("cpu_us_per_event", "events_per_s", "p50_us", "p99_us", "lost",
+               "published_per_s")  # fmt: skip
+
+
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run whose headline figure is the median (so its other figures agree with it)."""
+    """The run whose headline figure is the median (so its other figures agree with it).
+
+    ``repeats`` lists every run's headline figure and ``spread`` the [min, max] of each
+    figure over the runs, so that a table can show how far apart the runs were.
+    """
     good = [run for run in runs if "error" not in run]
     if not good:
         return runs[0]
@@ -93,6 +127,13 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(good, key=lambda run: run.get(key) or 0)
     chosen = dict(ranked[len(ranked) // 2])
     chosen["repeats"] = [run.get(key) for run in good]
+    if len(good) > 1:
+        spread = {}
+        for name in SPREAD_KEYS:
+            values = [run[name] for run in good if run.get(name) is not None]
+            if len(values) == len(good):
+                spread[name] = [min(values), max(values)]
+        chosen["spread"] = spread
     return chosen
 
 
@@ -155,7 +196,7 @@ class Bench:
         spec = _servers.SPECS[name]
         why = _servers.available(spec)
         for scenario in chosen:
-            if scenario.kind in ("redis3w", "redis2w"):
+            if scenario.kind in ("redis3w", "redis2w", *_users.KINDS):
                 continue
             if why is not None:
                 self.record(scenario, name, {"skipped": why})
@@ -262,7 +303,7 @@ def _merge(paths: list[Path], out: Path) -> int:
             cells[(run["scenario"], run["server"])] = run
     results = list(cells.values())
     names = {run["scenario"] for run in results}
-    chosen = [s for s in scenarios(False) if s.name in names]
+    chosen = [s for s in every_scenario() if s.name in names]
     table_text, table_rows = render_table(results, chosen)
     print(table_text)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -289,10 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         return _merge(args.merge, args.out)
     if args.budget is None:
-        args.budget = 10.0 if args.quick else 38.0
-    every = scenarios(args.quick) if not args.only else scenarios(False)
+        args.budget = 10.0 if args.quick else 45.0
+    every = scenarios(args.quick) if not args.only else every_scenario()
     if args.list:
-        print("scenarios:", ", ".join(s.name for s in scenarios(False)))
+        print("scenarios:", ", ".join(s.name for s in every_scenario()))
         print("servers:  ", ", ".join(_servers.SPECS))
         return 0
     if not _loadgen.LOADGEN.exists():
@@ -311,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no scenario matches {args.only!r} (see --list)", file=sys.stderr)
         return 2
     servers = wanted_servers or FANOUT_SERVERS
+    user_servers = _users.servers_for(wanted_servers)
+    # The events-for-one-user servers serve only their own scenarios.
+    servers = [name for name in servers if name not in user_servers]
     bench = Bench(args)
     started = time.monotonic()
     tree_at_start = _tree_stamp()
@@ -325,6 +369,13 @@ def main(argv: list[str] | None = None) -> int:
         elif scenario.kind == "redis2w":
             print("- one channel over 2 Redis workers, against 1 memory worker", flush=True)
             bench.run_workers(scenario, [(n, w) for n, w in REDIS2W_SERVERS if n in servers])
+    if any(s.kind in _users.KINDS for s in chosen):
+        print("- events for one user, a channel per user", flush=True)
+        for name in user_servers:
+            _users.run_server(bench, name, chosen)
+        for scenario in chosen:
+            if scenario.kind == "idlechan":
+                _users.run_idlechan(bench, scenario, user_servers)
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git": _git_revision(),

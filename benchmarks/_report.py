@@ -1,4 +1,10 @@
-"""The one table: a row per (scenario, figure), a column per server, then the ratios."""
+"""The one table: a row per (scenario, figure), a column per server, then the ratios.
+
+The events-for-one-user scenarios (``targeted``, ``channels``...) have servers of their
+own (wsgisse with an audience, wsgisse with a channel per user, Nchan with a channel per
+subscriber): they follow as a second part of the table, with its own columns.
+Under a figure whose runs were repeated, a ``min-max`` row gives their spread.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,25 @@ RATIOS = [
 ]
 
 
+#: The events-for-one-user part: its columns, and its ratios (numerator ÷ denominator:
+#: each wsgisse variant ÷ Nchan's, and one channel with an audience ÷ a channel per user,
+#: issue 11's "an event for one user costs at most 1.5x one on a single-subscriber
+#: channel", best read in the delivery row).
+USER_COLUMNS = [
+    ("wsgisse-audience", "ws-audience"),
+    ("wsgisse-channels", "ws-chan"),
+    ("nchan-channels", "nchan-chan"),
+]
+USER_RATIOS = [
+    ("wsgisse-audience", "nchan-channels", "aud÷nchan"),
+    ("wsgisse-channels", "nchan-channels", "chan÷nchan"),
+    ("wsgisse-audience", "wsgisse-channels", "aud÷chan"),
+]
+USER_KINDS = ("targeted", "channels", "chanmax", "idlechan")
+#: The figures whose spread is printed (the JSON rows hold it for every figure).
+HEADLINE = ("cpu_us_per_event", "events_per_s", "p99_us", "published_per_s", "pub_only_us")
+
+
 def _fmt(value: float | None, digits: int) -> str:
     if value is None:
         return "-"
@@ -40,6 +65,27 @@ def _figures(kind: str) -> list[tuple[str, str, float, int, bool]]:
             ("held conns", "held", 1, 0, False),
             ("KiB per conn", "kib_per_conn", 1, 1, True),
         ]
+    if kind in ("targeted", "channels"):
+        return [
+            ("CPU µs/event", "cpu_us_per_event", 1, 1, True),
+            ("pub-only µs", "pub_only_us", 1, 1, True),
+            ("delivery µs", "delivery_us", 1, 1, True),
+            ("p50 ms", "p50_us", 1e-3, 1, True),
+            ("p99 ms", "p99_us", 1e-3, 1, True),
+            ("lost", "lost", 1, 0, False),
+        ]
+    if kind == "chanmax":
+        return [
+            ("published/s", "published_per_s", 1, 0, True),
+            ("CPU µs/event", "cpu_us_per_event", 1, 1, True),
+            ("p99 ms", "p99_us", 1e-3, 1, True),
+            ("lost", "lost", 1, 0, False),
+        ]
+    if kind == "idlechan":
+        return [
+            ("B/chan empty", "bytes_per_channel_empty", 1, 0, True),
+            ("B/chan 1 ev", "bytes_per_channel_one", 1, 0, True),
+        ]
     if kind == "stream":
         return [
             ("events/s", "events_per_s", 1, 0, True),
@@ -53,11 +99,119 @@ def _figures(kind: str) -> list[tuple[str, str, float, int, bool]]:
     ]
 
 
+def _spread_line(
+    name: str,
+    by_cell: dict[tuple[str, str], dict[str, Any]],
+    columns: list[tuple[str, str]],
+    key: str,
+    scale: float,
+    digits: int,
+) -> tuple[str, dict[str, list[float]]] | None:
+    """The ``min-max`` row under a figure, when some cell's runs were repeated."""
+    spreads: dict[str, list[float]] = {}
+    for server, _ in columns:
+        result = by_cell.get((name, server))
+        pair = None if result is None else result.get("spread", {}).get(key)
+        if pair is not None:
+            spreads[server] = [pair[0] * scale, pair[1] * scale]
+    if not spreads:
+        return None
+    line = f"{'':<16} {'  min-max':<13}"
+    for server, _ in columns:
+        pair = spreads.get(server)
+        # Whole numbers past 100, so that the pair fits the column.
+        places = 0 if pair is not None and pair[1] >= 100 else digits
+        text = "" if pair is None else f"{_fmt(pair[0], places)}-{_fmt(pair[1], places)}"
+        line += f"{text:>11}"
+    return line, spreads
+
+
+def _notes(
+    name: str, by_cell: dict[tuple[str, str], dict[str, Any]], columns: list[tuple[str, str]]
+) -> list[str]:
+    notes: list[str] = []
+    for server, _ in columns:
+        result = by_cell.get((name, server))
+        if result is None:
+            continue
+        notes.extend(
+            f"{name} {server}: {flag}: {result[flag]}"
+            for flag in ("error", "skipped")
+            if flag in result
+        )
+        if result.get("reconnects"):
+            notes.append(
+                f"{name} {server}: {result['reconnects']} reconnects "
+                f"(streams ended by the server, resumed with Last-Event-ID)"
+            )
+        if result.get("publish_skipped"):
+            notes.append(
+                f"{name} {server}: {result['publish_skipped']} publishes not "
+                "sent (every publisher connection waiting on the server)"
+            )
+    return notes
+
+
+def _user_part(
+    by_cell: dict[tuple[str, str], dict[str, Any]], scenarios: list[Any]
+) -> tuple[list[str], list[dict[str, Any]], list[str]]:
+    """The events-for-one-user scenarios: lines, JSON rows, notes."""
+    head = f"{'scenario':<16} {'figure':<13}" + "".join(f"{t:>11}" for _, t in USER_COLUMNS)
+    head += " |" + "".join(f"{t:>11}" for _, _, t in USER_RATIOS)
+    lines = [head, "-" * len(head)]
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for scenario in scenarios:
+        for label, key, scale, digits, has_ratio in _figures(scenario.kind):
+            cells: dict[str, float | None] = {}
+            for server, _ in USER_COLUMNS:
+                result = by_cell.get((scenario.name, server))
+                value = None if result is None else result.get(key)
+                cells[server] = None if value is None else value * scale
+            ratios: dict[str, float | None] = {}
+            for top, bottom, title in USER_RATIOS:
+                ours, other = cells[top], cells[bottom]
+                usable = has_ratio and ours is not None and other
+                ratios[title] = ours / other if usable and ours is not None and other else None
+            line = f"{scenario.name:<16} {label:<13}"
+            line += "".join(f"{_fmt(cells[s], digits):>11}" for s, _ in USER_COLUMNS)
+            line += " |" + "".join(
+                f"{_fmt(ratios[t], 2) if has_ratio else '':>11}" for _, _, t in USER_RATIOS
+            )
+            lines.append(line)
+            row: dict[str, Any] = {
+                "scenario": scenario.name,
+                "figure": label,
+                "values": cells,
+                "ratios": ratios,
+            }
+            spread = _spread_line(scenario.name, by_cell, USER_COLUMNS, key, scale, digits)
+            if spread is not None:
+                row["spread"] = spread[1]
+                if key in HEADLINE:
+                    lines.append(spread[0])
+            rows.append(row)
+        notes.extend(_notes(scenario.name, by_cell, USER_COLUMNS))
+    lines.append("")
+    lines.append(
+        "Events for one user: ws-audience is one wsgisse channel, each event published "
+        "with audience=[user]; ws-chan a wsgisse channel per user; nchan-chan an Nchan "
+        "channel per subscriber. CPU per delivered event (each event reaches one "
+        "subscriber); pub-only: CPU per publish with nobody subscribed; delivery: the "
+        "difference; published/s: "
+        "publishes answered per second (10,000 offered); B/chan: RSS growth per channel "
+        "with no subscriber (Nchan: made by publishing one message to each)."
+    )
+    return lines, rows, notes
+
+
 def render_table(
     results: list[dict[str, Any]], scenarios: list[Any]
 ) -> tuple[str, list[dict[str, Any]]]:
     """The table as text, and as rows for the JSON file."""
     by_cell = {(r["scenario"], r["server"]): r for r in results}
+    user_scenarios = [s for s in scenarios if s.kind in USER_KINDS]
+    scenarios = [s for s in scenarios if s.kind not in USER_KINDS]
     head = f"{'scenario':<16} {'figure':<13}" + "".join(f"{t:>11}" for _, t in COLUMNS)
     head += " |" + "".join(f"{t:>10}" for _, t in RATIOS)
     lines = [head, "-" * len(head)]
@@ -96,34 +250,33 @@ def render_table(
                 f"{_fmt(ratios[p], 2) if has_ratio else '':>10}" for p, _ in RATIOS
             )
             lines.append(line)
-            rows.append(
-                {"scenario": scenario.name, "figure": label, "values": cells, "ratios": ratios}
-            )
-        for server, _ in COLUMNS:
-            result = by_cell.get((scenario.name, server))
-            if result is None:
-                continue
-            notes.extend(
-                f"{scenario.name} {server}: {flag}: {result[flag]}"
-                for flag in ("error", "skipped")
-                if flag in result
-            )
-            if result.get("reconnects"):
-                notes.append(
-                    f"{scenario.name} {server}: {result['reconnects']} reconnects "
-                    f"(streams ended by the server, resumed with Last-Event-ID)"
-                )
-            if result.get("publish_skipped"):
-                notes.append(
-                    f"{scenario.name} {server}: {result['publish_skipped']} publishes not "
-                    "sent (all 8 publisher connections waiting on the server)"
-                )
+            row: dict[str, Any] = {
+                "scenario": scenario.name,
+                "figure": label,
+                "values": cells,
+                "ratios": ratios,
+            }
+            spread = _spread_line(scenario.name, by_cell, COLUMNS, key, scale, digits)
+            if spread is not None:
+                row["spread"] = spread[1]
+                if key in HEADLINE:
+                    lines.append(spread[0])
+            rows.append(row)
+        notes.extend(_notes(scenario.name, by_cell, COLUMNS))
     lines.append("")
     lines.append(
         "CPU: server processes' utime+stime (all workers, Redis included where used) per "
         "delivered event; p50/p99: publish-to-receive; lost: events a stream never got "
         "(after its drain). Ratios: wsgisse ÷ peer (3-worker rows: wsgisse Redis ÷ peer); "
-        "redis÷mem: wsgisse Redis backend ÷ memory backend. C ceil: trivial C server."
+        "redis÷mem: wsgisse Redis backend ÷ memory backend. C ceil: trivial C server. "
+        "min-max: the spread of the repeated runs (the row above is their median run)."
     )
+    if not scenarios:  # only the events-for-one-user part was run
+        lines = []
+    if user_scenarios:
+        user_lines, user_rows, user_notes = _user_part(by_cell, user_scenarios)
+        lines += ["", *user_lines] if lines else user_lines
+        rows += user_rows
+        notes += user_notes
     lines.extend(f"note: {note}" for note in notes)
     return "\n".join(lines), rows

@@ -53,6 +53,13 @@ class Spec:
     ready_on_sent: bool = False
     #: whether the server has a generator view for the one-stream scenario.
     has_stream: bool = True
+    #: Events for one user: each connection's stream path and each publish's path, with
+    #: ``%d`` for the connection's index (see loadgen's ``--path-pattern``). ``None``: one
+    #: broadcast channel at ``/events`` and ``/publish``.
+    sub_pattern: str | None = None
+    pub_pattern: str | None = None
+    #: Environment variables of the server process (which variant of the app).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 SPECS: dict[str, Spec] = {
@@ -73,6 +80,32 @@ SPECS: dict[str, Spec] = {
         Spec("gevent-minimal", "minimal gevent.pywsgi fan-out", "gevent-minimal"),
         Spec("nchan", "Nchan (nginx, C)", "nchan", has_stream=False),
         Spec("blaster", "trivial C server (loadgen ceiling)", "blaster"),
+        Spec(
+            "wsgisse-audience",
+            "wsgisse one channel, each event with audience=[user]",
+            "wsgisse-users",
+            has_stream=False,
+            sub_pattern="/events?user=u%d",
+            pub_pattern="/publish?user=u%d",
+            env=(("BENCH_USERS", "audience"),),
+        ),
+        Spec(
+            "wsgisse-channels",
+            "wsgisse a channel per user",
+            "wsgisse-users",
+            has_stream=False,
+            sub_pattern="/events?channel=u%d",
+            pub_pattern="/publish?channel=u%d",
+            env=(("BENCH_USERS", "channels"),),
+        ),
+        Spec(
+            "nchan-channels",
+            "Nchan a channel per subscriber",
+            "nchan",
+            has_stream=False,
+            sub_pattern="/sub/u%d",
+            pub_pattern="/pub/u%d",
+        ),
     ]
 }
 
@@ -196,6 +229,23 @@ http {{
             nchan_message_buffer_length 1000;
             nchan_message_timeout 5m;
         }}
+        # A channel per subscriber (the events-for-one-user scenarios): /sub/u1, /pub/u1.
+        location ~ ^/sub/(\\w+)$ {{
+            nchan_subscriber eventsource;
+            nchan_channel_id $1;
+            nchan_eventsource_ping_interval 15;
+            nchan_subscriber_first_message newest;
+        }}
+        location ~ ^/pub/(\\w+)$ {{
+            nchan_publisher;
+            nchan_channel_id $1;
+            nchan_message_buffer_length 1000;
+            nchan_message_timeout 5m;
+        }}
+        # Subscribers and channels over every channel.
+        location = /nchan_status {{
+            nchan_stub_status;
+        }}
     }}
 }}
 """
@@ -227,6 +277,8 @@ class Server:
 
     def subscribers(self, timeout: float = 5.0) -> int:
         """How many subscribers the server counts (all workers), or -1 when it won't say."""
+        if self.spec.kind == "nchan" and self.spec.sub_pattern is not None:
+            return self.nchan_status(timeout)["subscribers"]
         if self.spec.kind == "nchan":
             status, body = http_get(
                 self.port, "/publish", timeout, headers={"Accept": "application/json"}
@@ -245,6 +297,16 @@ class Server:
             stats = json.loads(body)
             seen[int(stats["pid"])] = int(stats["subscribers"])
         return sum(seen.values())
+
+    def nchan_status(self, timeout: float = 5.0) -> dict[str, int]:
+        """Nchan's counters over every channel (``subscribers``, ``channels``...)."""
+        _, body = http_get(self.port, "/nchan_status", timeout)
+        found: dict[str, int] = {}
+        for line in body.decode().splitlines():
+            name, _, value = line.partition(":")
+            with contextlib.suppress(ValueError):
+                found[name.strip()] = int(value.strip())
+        return found
 
     def stats(self) -> dict[str, int]:
         _, body = http_get(self.port, "/stats?full=1")
@@ -267,6 +329,7 @@ def _command(spec: Spec, port: int, workdir: Path, env: dict[str, str]) -> list[
         "wsgisse": "benchmarks.peers.wsgisse_app:application",
         "wsgisse-flask": "benchmarks.peers.wsgisse_flask_app:app",
         "flask-sse": "benchmarks.peers.flasksse_app:app",
+        "wsgisse-users": "benchmarks.peers.wsgisse_users_app:application",
     }
     if spec.kind in gunicorn_apps:
         app = gunicorn_apps[spec.kind]
@@ -325,7 +388,7 @@ def running(spec: Spec, heartbeat: float | None = None) -> Iterator[Server]:
     """Start ``spec`` on a free port, wait (bounded) until it answers, stop it after."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{spec.name}-"))
     redis = Redis(workdir) if spec.redis else None
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **dict(spec.env)}
     if redis is not None:
         env["REDIS_URL"] = redis.url
         if spec.kind == "wsgisse":
