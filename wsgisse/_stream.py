@@ -167,7 +167,9 @@ class EventStream:
             events while heartbeats keep flowing.
         heartbeat: seconds of silence after which a comment is written (``None``: never).
             15 s keeps under the 30-60 s idle timeouts of common proxies and notices a
-            gone client within that time.
+            gone client within that time. A stream that takes its connection over from
+            the server draws its own interval once, from 80-100 % of this, so that
+            streams served together do not all beat at the same moment.
         retry: the reconnection delay in milliseconds sent to the client first
             (``None``: leave the browser's default, about 3 s).
         retry_jitter: when wsgisse ends the stream on purpose (shutdown, lifetime), the
@@ -303,6 +305,11 @@ class EventStream:
             self._source.lend_socket(writer)
             return
         writer.rebind(release_socket(writer.sock))
+        if self._heartbeat is not None:
+            # Each released stream beats on its own timer: drawn once from 80-100 % of
+            # the interval, so that streams served together (every broadcast serves
+            # them all at once) do not run their pumps in one burst that delays events.
+            self._heartbeat *= random.uniform(0.8, 1.0)  # noqa: S311 - not a secret
         pump = Pump(hub, self._serve_released)
         self._handed_over = True
         self._source.hand_over(writer, pump)
