@@ -13,7 +13,7 @@
 #   make jstest      the browser client's pure parts under node --test
 #   make js          regenerate wsgisse.global.js from wsgisse/static/wsgisse.js
 #   make coverage    the test suite under coverage, live servers included
-#   make bench       wsgisse beside its peers, one table (benchmarks/README.rst; ~20 min)
+#   make bench       wsgisse beside its peers, one table (benchmarks/README.rst; ~30 min)
 #   make bench-quick the main scenarios only (~5 min)
 #   make soak        churn for a few minutes, then check nothing leaked
 #   make clean       build output and caches; `make distclean` also removes .venv
@@ -180,7 +180,7 @@ BENCH_ARGS ?=
 SOAK_ARGS ?=
 .PHONY: bench-quick soak
 
-# `make bench` ~20 min, `make bench-quick` ~5 min, `make soak` (issue 5) a few
+# `make bench` ~30 min, `make bench-quick` ~5 min, `make soak` (issue 5) a few
 # minutes; each installs what it needs (benchmarks/setup.sh) and stops by itself.
 bench:
 	bash benchmarks/setup.sh $(PYTHON) $(BENCH_VENV)

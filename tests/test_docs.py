@@ -28,10 +28,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 # The pages this project writes snippets in; deployment.rst and redis.rst show shell,
 # proxy configuration and JavaScript, which the suite checks against real servers.
 SERVERS = ["wsgisse", "wsgisse-redis", "sse-starlette", "flask-sse", "gevent-minimal"]
+# A table is named by its results file, and by a part of it after "#" (its own columns).
 BENCH_COLUMNS = {
     "latest.json": [*SERVERS, "nchan", "blaster"],
     "full-run.json": [*SERVERS, "nchan", "blaster"],
-    "wsgisse-rerun.json": ["wsgisse", "wsgisse-redis"],
+    "full-run.json#users": ["wsgisse-audience", "wsgisse-channels", "nchan-channels"],
 }
 BENCH_TABLE = re.compile(r"^\.\. bench-table: (\S+)\n\n((?:.+\n)+)", re.MULTILINE)
 
@@ -94,13 +95,15 @@ def _figure(value: Any) -> str:
 
 
 def bench_table(name: str) -> str:
-    """The reStructuredText table of ``benchmarks/results/NAME``."""
-    run = json.loads((RESULTS / name).read_text(encoding="utf-8"))
+    """The reStructuredText table of ``benchmarks/results/NAME`` (``FILE#part``: the
+    columns of that part, and only the rows that have a figure in one of them)."""
+    run = json.loads((RESULTS / name.split("#")[0]).read_text(encoding="utf-8"))
     columns = BENCH_COLUMNS[name]
     head = ["scenario", "figure", *columns]
     rows = [
         [row["scenario"], row["figure"], *(_figure(row["values"].get(c)) for c in columns)]
         for row in run["table"]
+        if any(row["values"].get(c) is not None for c in columns)  # rows of other columns
     ]
     widths = [max(len(cell) for cell in column) for column in zip(head, *rows, strict=True)]
     rule = "  ".join("=" * width for width in widths)
