@@ -8,6 +8,8 @@ Under a figure whose runs were repeated, a ``min-max`` row gives their spread.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 COLUMNS = [
@@ -152,6 +154,72 @@ def _notes(
     return notes
 
 
+def _figure_rows(
+    name: str,
+    figures: list[tuple[str, str, float, int, bool]],
+    by_cell: dict[tuple[str, str], dict[str, Any]],
+    columns: list[tuple[str, str]],
+    ratios_of: Callable[[dict[str, float | None], bool], dict[str, float | None]],
+    ratio_width: int,
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """One scenario's lines and JSON rows: each figure's cells, its ratios, its spread."""
+    lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for label, key, scale, digits, has_ratio in figures:
+        cells: dict[str, float | None] = {}
+        for server, _ in columns:
+            result = by_cell.get((name, server))
+            value = None if result is None else result.get(key)
+            cells[server] = None if value is None else value * scale
+        ratios = ratios_of(cells, has_ratio)
+        line = f"{name:<16} {label:<13}"
+        line += "".join(f"{_fmt(cells[s], digits):>11}" for s, _ in columns)
+        line += " |" + "".join(
+            f"{_fmt(ratio, 2) if has_ratio else '':>{ratio_width}}" for ratio in ratios.values()
+        )
+        lines.append(line)
+        row: dict[str, Any] = {"scenario": name, "figure": label, "values": cells, "ratios": ratios}
+        spread = _spread_line(name, by_cell, columns, key, scale, digits)
+        if spread is not None:
+            row["spread"] = spread[1]
+            if key in HEADLINE:
+                lines.append(spread[0])
+        rows.append(row)
+    return lines, rows
+
+
+def _peer_ratios(
+    cells: dict[str, float | None], has_ratio: bool, *, three_workers: bool
+) -> dict[str, float | None]:
+    """wsgisse ÷ each peer, in RATIOS' order (3-worker rows: wsgisse's Redis backend)."""
+    ours = cells["wsgisse-redis" if three_workers else "wsgisse"]
+    ratios: dict[str, float | None] = {}
+    for peer, _ in RATIOS:
+        other = cells.get(peer)
+        if peer == "wsgisse-flask":  # the Flask extension against plain WSGI
+            flask_cell = cells["wsgisse-flask"]
+            ok = has_ratio and flask_cell is not None and bool(ours)
+            ratios[peer] = flask_cell / ours if ok and flask_cell is not None and ours else None
+        elif peer == "wsgisse":  # redis÷mem
+            redis_cell = cells["wsgisse-redis"]
+            ok = not three_workers and redis_cell is not None
+            ratios[peer] = redis_cell / other if ok and redis_cell is not None and other else None
+        elif not has_ratio or ours is None or not other:
+            ratios[peer] = None
+        else:
+            ratios[peer] = ours / other
+    return ratios
+
+
+def _user_ratios(cells: dict[str, float | None], has_ratio: bool) -> dict[str, float | None]:
+    """The events-for-one-user ratios, in USER_RATIOS' order."""
+    ratios: dict[str, float | None] = {}
+    for top, bottom, title in USER_RATIOS:
+        ours, other = cells[top], cells[bottom]
+        ratios[title] = ours / other if has_ratio and ours is not None and other else None
+    return ratios
+
+
 def _user_part(
     by_cell: dict[tuple[str, str], dict[str, Any]], scenarios: list[Any]
 ) -> tuple[list[str], list[dict[str, Any]], list[str]]:
@@ -162,35 +230,11 @@ def _user_part(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for scenario in scenarios:
-        for label, key, scale, digits, has_ratio in _figures(scenario.kind):
-            cells: dict[str, float | None] = {}
-            for server, _ in USER_COLUMNS:
-                result = by_cell.get((scenario.name, server))
-                value = None if result is None else result.get(key)
-                cells[server] = None if value is None else value * scale
-            ratios: dict[str, float | None] = {}
-            for top, bottom, title in USER_RATIOS:
-                ours, other = cells[top], cells[bottom]
-                usable = has_ratio and ours is not None and other
-                ratios[title] = ours / other if usable and ours is not None and other else None
-            line = f"{scenario.name:<16} {label:<13}"
-            line += "".join(f"{_fmt(cells[s], digits):>11}" for s, _ in USER_COLUMNS)
-            line += " |" + "".join(
-                f"{_fmt(ratios[t], 2) if has_ratio else '':>11}" for _, _, t in USER_RATIOS
-            )
-            lines.append(line)
-            row: dict[str, Any] = {
-                "scenario": scenario.name,
-                "figure": label,
-                "values": cells,
-                "ratios": ratios,
-            }
-            spread = _spread_line(scenario.name, by_cell, USER_COLUMNS, key, scale, digits)
-            if spread is not None:
-                row["spread"] = spread[1]
-                if key in HEADLINE:
-                    lines.append(spread[0])
-            rows.append(row)
+        scenario_lines, scenario_rows = _figure_rows(
+            scenario.name, _figures(scenario.kind), by_cell, USER_COLUMNS, _user_ratios, 11
+        )
+        lines += scenario_lines
+        rows += scenario_rows
         notes.extend(_notes(scenario.name, by_cell, USER_COLUMNS))
     lines.append("")
     lines.append(
@@ -218,50 +262,17 @@ def render_table(
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for scenario in scenarios:
-        for label, key, scale, digits, has_ratio in _figures(
-            "fanout" if scenario.kind in ("redis3w", "redis2w") else scenario.kind
-        ):
-            cells: dict[str, float | None] = {}
-            for server, _ in COLUMNS:
-                result = by_cell.get((scenario.name, server))
-                value = None if result is None else result.get(key)
-                cells[server] = None if value is None else value * scale
-            ours = cells["wsgisse-redis" if scenario.kind == "redis3w" else "wsgisse"]
-            ratios: dict[str, float | None] = {}
-            for peer, _ in RATIOS:
-                other = cells.get(peer)
-                if peer == "wsgisse-flask":  # the Flask extension against plain WSGI
-                    flask_cell = cells["wsgisse-flask"]
-                    ok = has_ratio and flask_cell is not None and bool(ours)
-                    ratios[peer] = flask_cell / ours if ok and ours else None
-                    continue
-                if peer == "wsgisse":
-                    ours_r = cells["wsgisse-redis"]
-                    ok = scenario.kind != "redis3w" and ours_r is not None
-                    ratios[peer] = ours_r / other if ok and other else None
-                    continue
-                if not has_ratio or ours is None or not other:
-                    ratios[peer] = None
-                else:
-                    ratios[peer] = ours / other
-            line = f"{scenario.name:<16} {label:<13}"
-            line += "".join(f"{_fmt(cells[s], digits):>11}" for s, _ in COLUMNS)
-            line += " |" + "".join(
-                f"{_fmt(ratios[p], 2) if has_ratio else '':>10}" for p, _ in RATIOS
-            )
-            lines.append(line)
-            row: dict[str, Any] = {
-                "scenario": scenario.name,
-                "figure": label,
-                "values": cells,
-                "ratios": ratios,
-            }
-            spread = _spread_line(scenario.name, by_cell, COLUMNS, key, scale, digits)
-            if spread is not None:
-                row["spread"] = spread[1]
-                if key in HEADLINE:
-                    lines.append(spread[0])
-            rows.append(row)
+        kind = "fanout" if scenario.kind in ("redis3w", "redis2w") else scenario.kind
+        scenario_lines, scenario_rows = _figure_rows(
+            scenario.name,
+            _figures(kind),
+            by_cell,
+            COLUMNS,
+            functools.partial(_peer_ratios, three_workers=scenario.kind == "redis3w"),
+            10,
+        )
+        lines += scenario_lines
+        rows += scenario_rows
         notes.extend(_notes(scenario.name, by_cell, COLUMNS))
     lines.append("")
     lines.append(

@@ -97,7 +97,7 @@ def _figure(value: Any) -> str:
 def bench_table(name: str) -> str:
     """The reStructuredText table of ``benchmarks/results/NAME`` (``FILE#part``: the
     columns of that part, and only the rows that have a figure in one of them)."""
-    run = json.loads((RESULTS / name.split("#")[0]).read_text(encoding="utf-8"))
+    run = json.loads((RESULTS / name.partition("#")[0]).read_text(encoding="utf-8"))
     columns = BENCH_COLUMNS[name]
     head = ["scenario", "figure", *columns]
     rows = [
