@@ -325,12 +325,12 @@ class Fanout:
         """
         now = time.monotonic()
         with self.lock:
-            served, frames, to_wake = self._plan_sweep_locked(parked)
+            served, writers, frames, to_wake = self._plan_sweep_locked(parked)
         # Outside the lock: no lock is held while writing to a socket.
         failed = [
             member
-            for member, framed in zip(served, frames, strict=True)
-            if not member.writer.try_send(framed, now)  # type: ignore[union-attr]
+            for member, writer, framed in zip(served, writers, frames, strict=True)
+            if not writer.try_send(framed, now)
         ]
         if failed:
             with self.lock:
@@ -344,16 +344,17 @@ class Fanout:
 
     def _plan_sweep_locked(
         self, parked: Sequence[Member]
-    ) -> tuple[list[Member], list[bytes], list[Member]]:
-        """Who the loop writes to and what, in two lists (advancing their cursors), and
-        who is woken.
+    ) -> tuple[list[Member], list[DirectWriter], list[bytes], list[Member]]:
+        """Who the loop writes to, through which writer and what, in parallel lists
+        (advancing their cursors), and who is woken.
 
-        Two lists rather than a list of pairs: a tuple per member and event would be
+        Parallel lists rather than a list of triples: a tuple per member and event would be
         thousands of objects for the cyclic GC to count per publish, which made it run
         full collections (tens of ms with thousands of streams) every few seconds.
         """
         log = self.log
         served: list[Member] = []
+        writers: list[DirectWriter] = []
         frames: list[bytes] = []
         to_wake: list[Member] = []
         framed_at: dict[int, bytes] = {}
@@ -383,10 +384,11 @@ class Fanout:
                 member.cursor = head
                 if framed:
                     served.append(member)
+                    writers.append(writer)
                     frames.append(framed)
             self.parked[member] = None  # Still waiting.
         self.direct_writes += len(served)
-        return served, frames, to_wake
+        return served, writers, frames, to_wake
 
     # -- members --------------------------------------------------------------------------------
 
